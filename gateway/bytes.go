@@ -1,0 +1,28 @@
+package gateway
+
+// Hot-path byte constants.
+var (
+	strCookie          = []byte("Cookie")
+	strConnection      = []byte("Connection")
+	strLocation        = []byte("Location")
+	strXForwardedFor   = []byte("X-Forwarded-For")
+	strXForwardedProto = []byte("X-Forwarded-Proto")
+	strXForwardedHost  = []byte("X-Forwarded-Host")
+	strHTTP            = []byte("http")
+	strHTTPSScheme     = []byte("https")
+	strCommaSpace      = []byte(", ")
+)
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (and the older ones
+// still seen), removed before forwarding in either direction, after the headers named
+// in Connection. fasthttp itself manages Transfer-Encoding and Connection: close.
+var hopHeaders = [][]byte{
+	[]byte("Connection"),
+	[]byte("Proxy-Connection"), // non-standard, sent by old clients
+	[]byte("Keep-Alive"),
+	[]byte("Proxy-Authenticate"),
+	[]byte("Proxy-Authorization"),
+	[]byte("Te"),      // canonicalised "TE"
+	[]byte("Trailer"), // not trailers themselves, the announcement
+	[]byte("Upgrade"),
+}

@@ -1,0 +1,167 @@
+package gateway
+
+import "time"
+
+// Config is the whole gateway configuration: the YAML file, with flags applied on top.
+// A Config is validated completely (Validate) before anything is built from it; each
+// field's comment is the user documentation the README's reference is written from.
+type Config struct {
+	// Listen is the client-facing address, host:port. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// ReusePort opens the listener with SO_REUSEPORT, one listener per GOMAXPROCS,
+	// so the kernel spreads connections over all cores. Default false.
+	ReusePort bool `yaml:"reuseport"`
+	// Admin is the operator listener (health of the gateway itself, later metrics and API).
+	Admin AdminConfig `yaml:"admin"`
+	// Log sets the process log and the access log.
+	Log LogConfig `yaml:"log"`
+	// Server holds the client-facing limits and timeouts.
+	Server ServerConfig `yaml:"server"`
+	// Client holds the settings of the connection pools towards members.
+	Client ClientConfig `yaml:"client"`
+	// Session says where the session key is read and how affinity is resolved.
+	Session SessionConfig `yaml:"session"`
+	// TargetGroups are the groups of members, selected by Host and path prefix.
+	// At least one is required.
+	TargetGroups []GroupConfig `yaml:"target_groups"`
+}
+
+// AdminConfig is the admin listener.
+type AdminConfig struct {
+	// Listen is the admin address, host:port. Default "127.0.0.1:9090"; "" disables it.
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	// Level is one of debug, info, warn, error. Default info.
+	Level string `yaml:"level"`
+	// Format is json (default) or console (human-readable, for a terminal).
+	Format string `yaml:"format"`
+	// Access turns the per-request access log on. Default true.
+	Access bool `yaml:"access"`
+	// AccessSample logs one request in N (1 = every request). Default 1; range 1-1000000.
+	// Error responses (status >= 500) are always logged.
+	AccessSample uint32 `yaml:"access_sample"`
+}
+
+// ServerConfig holds the client-facing limits.
+type ServerConfig struct {
+	// ReadTimeout bounds reading one whole request (headers and buffered body). Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one whole response. Default 60s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 90s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes is the largest request head (request line and headers) accepted;
+	// a larger one gets 431. Default 16384; range 1024-1048576.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes is the largest request body accepted; a larger one gets 413.
+	// Default 10485760 (10 MiB); range 0 (no body allowed) up to 1<<40.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// BufferBodyBytes is the streaming threshold: request bodies up to this size are read
+	// whole before the member is contacted, larger ones are streamed through.
+	// Default 65536; range 4096 up to max_body_bytes.
+	BufferBodyBytes int `yaml:"buffer_body_bytes"`
+	// MaxConns is the most concurrent client connections; 0 means fasthttp's default
+	// (256 * 1024). Default 0.
+	MaxConns int `yaml:"max_conns"`
+}
+
+// ClientConfig holds the member connection pools (one pool per member).
+type ClientConfig struct {
+	// DialTimeout bounds connecting to a member. Default 2s.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// ReadTimeout bounds waiting for a member's response once the request is sent;
+	// it ends in 504. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds sending a request to a member. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes pooled member connections idle this long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConns is the most connections to one member; 0 = unlimited. Default 1024.
+	MaxConns int `yaml:"max_conns"`
+}
+
+// SessionConfig says where the session key is and how it maps to a member.
+type SessionConfig struct {
+	// Cookies are the cookie names carrying the session key; the first name present wins.
+	// Default [JSESSIONID].
+	Cookies []string `yaml:"cookies"`
+	// URLParam is the path parameter of rewritten URLs (";jsessionid=..."), matched
+	// without regard to case; it is also looked for as a query parameter. Default
+	// "jsessionid"; "" turns URL rewriting support off.
+	URLParam string `yaml:"url_param"`
+	// Query is an extra query parameter carrying the key. Default "" (none).
+	Query string `yaml:"query"`
+	// Header is a request header carrying the key. Default "" (none).
+	Header string `yaml:"header"`
+	// Affinity is the resolver chain, tried in order: route (member route id inside the
+	// key), learned (bindings taught by members' Set-Cookie), hash (rendezvous hashing).
+	// Default [route, learned, hash]. Each at most once.
+	Affinity []string `yaml:"affinity"`
+	// RouteFormat is how the route is read from the key: auto, websphere
+	// ("0000<id>:<clone>[:<clone>...]") or tomcat ("<id>.<jvmRoute>"). Default auto.
+	RouteFormat string `yaml:"route_format"`
+	// Balance chooses the member for requests without a session key: round_robin
+	// (default) or least_requests.
+	Balance string `yaml:"balance"`
+	// Learned sizes the learned-session cache.
+	Learned LearnedConfig `yaml:"learned"`
+}
+
+// LearnedConfig sizes the learned-session cache.
+type LearnedConfig struct {
+	// MaxSessions bounds the number of learned bindings. Default 1000000; range 1-1<<31.
+	MaxSessions int `yaml:"max_sessions"`
+	// TTL is how long a binding is kept after it was last learned or used. Default 30m;
+	// range 1s-720h.
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// GroupConfig is one target group.
+type GroupConfig struct {
+	// Name identifies the group in logs and metrics. Required, unique.
+	Name string `yaml:"name"`
+	// Hosts are the Host values the group answers: exact ("app.example.com") or a
+	// wildcard for one or more labels ("*.example.com"). Empty means any host. Ports are
+	// ignored; matching is case-insensitive.
+	Hosts []string `yaml:"hosts"`
+	// PathPrefix selects requests whose path starts with it at a segment boundary
+	// ("/fb" matches /fb, /fb/x and /fb;jsessionid=..., not /fbx). Longest wins.
+	// Default "/"; must start with "/".
+	PathPrefix string `yaml:"path_prefix"`
+	// HealthCheck is the active check of every member.
+	HealthCheck HealthCheckConfig `yaml:"health_check"`
+	// Members are the group's servers. At least one.
+	Members []MemberConfig `yaml:"members"`
+}
+
+// HealthCheckConfig is a group's active health check.
+type HealthCheckConfig struct {
+	// Path is requested with GET on every member; "" turns active checks off
+	// (members are then always considered healthy). Must start with "/".
+	Path string `yaml:"path"`
+	// Interval between checks of one member. Default 5s; range 100ms-1h.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one check. Default 2s; must be below interval.
+	Timeout time.Duration `yaml:"timeout"`
+	// HealthyThreshold is how many passing checks in a row make a member healthy. Default 2.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold is how many failing checks in a row make it unhealthy. Default 2.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+}
+
+// MemberConfig is one member of a group.
+type MemberConfig struct {
+	// ID names the member in logs, metrics and the learned cache. Required; unique across
+	// all groups.
+	ID string `yaml:"id"`
+	// Address is host:port (an IP or a name resolved at dial time). Required.
+	Address string `yaml:"address"`
+	// Route is the route id the member's application server writes into session ids
+	// (WebSphere clone id, Tomcat jvmRoute). Default: the member id. Unique in its group.
+	Route string `yaml:"route"`
+	// Weight shapes the share of new sessions and keyless requests. Default 1; range 1-1000.
+	Weight int `yaml:"weight"`
+}

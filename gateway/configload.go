@@ -1,0 +1,871 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+// DefaultConfig returns the configuration used for every key the file leaves out.
+// It has no target groups, so it does not validate on its own.
+func DefaultConfig() Config {
+	return Config{
+		Listen: "127.0.0.1:8080",
+		Admin:  AdminConfig{Listen: "127.0.0.1:9090"},
+		Log: LogConfig{
+			Level:        "info",
+			Format:       "json",
+			Access:       true,
+			AccessSample: 1,
+		},
+		Server: ServerConfig{
+			ReadTimeout:     30 * time.Second,
+			WriteTimeout:    60 * time.Second,
+			IdleTimeout:     90 * time.Second,
+			MaxHeaderBytes:  16384,
+			MaxBodyBytes:    10 << 20,
+			BufferBodyBytes: 65536,
+			MaxConns:        0,
+		},
+		Client: ClientConfig{
+			DialTimeout:  2 * time.Second,
+			ReadTimeout:  30 * time.Second,
+			WriteTimeout: 30 * time.Second,
+			IdleTimeout:  60 * time.Second,
+			MaxConns:     1024,
+		},
+		Session: SessionConfig{
+			Cookies:     []string{"JSESSIONID"},
+			URLParam:    "jsessionid",
+			Affinity:    []string{"route", "learned", "hash"},
+			RouteFormat: "auto",
+			Balance:     "round_robin",
+			Learned: LearnedConfig{
+				MaxSessions: 1000000,
+				TTL:         30 * time.Minute,
+			},
+		},
+	}
+}
+
+// defaultHealthCheck is the health check of a group whose file omits keys of it.
+func defaultHealthCheck() HealthCheckConfig {
+	return HealthCheckConfig{
+		Interval:           5 * time.Second,
+		Timeout:            2 * time.Second,
+		HealthyThreshold:   2,
+		UnhealthyThreshold: 2,
+	}
+}
+
+// groupYAML, healthCheckYAML and memberYAML have the fields of their config types
+// without the UnmarshalYAML methods, so the methods can decode into them.
+type (
+	groupYAML       GroupConfig
+	healthCheckYAML HealthCheckConfig
+	memberYAML      MemberConfig
+)
+
+// UnmarshalYAML decodes one target group from the config file. It exists so that each
+// group in the list starts from its defaults (path_prefix "/", the default health check):
+// keys the file omits keep them, and keys it sets, even to a bad value, replace them.
+func (g *GroupConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	v := groupYAML{PathPrefix: "/", HealthCheck: defaultHealthCheck()}
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	*g = GroupConfig(v)
+	return nil
+}
+
+// UnmarshalYAML decodes a group's health check from the config file, starting from the
+// defaults (interval 5s, timeout 2s, thresholds 2) for the keys the file omits.
+func (h *HealthCheckConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	v := healthCheckYAML(defaultHealthCheck())
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	*h = HealthCheckConfig(v)
+	return nil
+}
+
+// UnmarshalYAML decodes one member from the config file. An omitted weight is 1 and an
+// omitted or empty route is the member id; an explicit weight, even 0, is kept for
+// Validate to judge.
+func (m *MemberConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	v := memberYAML{Weight: 1}
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	if v.Route == "" {
+		v.Route = v.ID
+	}
+	*m = MemberConfig(v)
+	return nil
+}
+
+// LoadConfig reads the config file at path and parses it with ParseConfig.
+// Read errors name the path; parse and validation errors are ParseConfig's.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(data)
+}
+
+// ParseConfig decodes a YAML config file over DefaultConfig and validates the result.
+// Decoding is strict: an unknown key, a value of the wrong type or a bad duration is an
+// error naming the line and the field path, such as
+//
+//	config: line 7: target_groups[0].members[0].wieght: unknown field
+//
+// Validation reports every problem at once (see Validate), each with the line of the
+// key when the file has it. A value left out or given as null keeps its default.
+// The returned Config is valid.
+func ParseConfig(data []byte) (*Config, error) {
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlError(nil, err)
+	}
+	var body ast.Node
+	for i, doc := range file.Docs {
+		if doc == nil || doc.Body == nil {
+			continue
+		}
+		if body != nil {
+			return nil, &configError{line: tokenLine(doc.Body.GetToken()),
+				detail: fmt.Sprintf("document %d: the configuration must be a single YAML document", i+1)}
+		}
+		body = doc.Body
+	}
+
+	cfg := DefaultConfig()
+	if body != nil {
+		var errs []error
+		checkNode(body, reflect.TypeFor[Config](), &errs)
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(""), yaml.Strict())
+		if err := dec.DecodeFromNode(body, &cfg); err != nil {
+			return nil, yamlError(body, err)
+		}
+	}
+
+	problems := cfg.validate()
+	if len(problems) == 0 {
+		return &cfg, nil
+	}
+	lines := keyLines(body)
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		p.line = lines.find(p.path)
+		errs[i] = p
+	}
+	return nil, errors.Join(errs...)
+}
+
+// configError is one problem with a config: a decoding error from the YAML library
+// (err, with the line of its token) or a validation problem (path, value and reason).
+type configError struct {
+	line   int    // 1-based line in the file; 0 when unknown
+	path   string // field path as YAML keys: target_groups[0].members[1].weight
+	detail string // `"value": reason`, or the decoder's message
+	err    error  // the YAML library's error, if any
+}
+
+func (e *configError) Error() string {
+	var b strings.Builder
+	b.WriteString("config: ")
+	if e.line > 0 {
+		b.WriteString("line ")
+		b.WriteString(strconv.Itoa(e.line))
+		b.WriteString(": ")
+	}
+	if e.path != "" {
+		b.WriteString(e.path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.detail)
+	return b.String()
+}
+
+func (e *configError) Unwrap() error { return e.err }
+
+// yamlError turns an error of the YAML parser or decoder into a one-line configError
+// naming the line and, when the token is found in body, the field path.
+func yamlError(body ast.Node, err error) error {
+	var yerr yaml.Error
+	if !errors.As(err, &yerr) {
+		return fmt.Errorf("config: %w", err)
+	}
+	tok := yerr.GetToken()
+	ce := &configError{line: tokenLine(tok), err: err, detail: yerr.GetMessage()}
+	node := findToken(body, tok)
+	if node != nil {
+		ce.path = yamlPath(node)
+	}
+	var (
+		unknown  *yaml.UnknownFieldError
+		typeErr  *yaml.TypeError
+		overflow *yaml.OverflowError
+		nodeType *yaml.UnexpectedNodeTypeError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		ce.detail = "unknown field"
+	case errors.As(err, &typeErr):
+		ce.detail = nodeValue(node, tok) + ": want " + wantKind(typeErr.DstType)
+	case errors.As(err, &overflow):
+		ce.detail = strconv.Quote(overflow.SrcNum) + ": number out of range for " + overflow.DstType.String()
+	case errors.As(err, &nodeType):
+		ce.detail = "got a " + nodeType.Actual.YAMLName() + ", want a " + nodeType.Expected.YAMLName()
+	}
+	return ce
+}
+
+// wantKind names the YAML value a Go type is decoded from, for error messages.
+func wantKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	if t == reflect.TypeFor[time.Duration]() {
+		return `a duration such as "5s"`
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a mapping"
+	}
+	return t.String()
+}
+
+// nodeValue shows the value at node for an error message: a scalar quoted, a
+// collection by its kind.
+func nodeValue(node ast.Node, tok *token.Token) string {
+	switch node.(type) {
+	case *ast.SequenceNode:
+		return "a list"
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return "a mapping"
+	}
+	if tok == nil {
+		return "value"
+	}
+	return strconv.Quote(tok.Value)
+}
+
+// tokenLine is the 1-based line of tok, or 0 without a token.
+func tokenLine(tok *token.Token) int {
+	if tok == nil || tok.Position == nil {
+		return 0
+	}
+	return tok.Position.Line
+}
+
+// yamlPath is the field path of node as used in error messages: the parser's
+// YAMLPath without its "$" root.
+func yamlPath(node ast.Node) string {
+	p := node.GetPath()
+	p = strings.TrimPrefix(p, "$")
+	return strings.TrimPrefix(p, ".")
+}
+
+// tokenFinder is an ast.Visitor that stops at the first node holding tok.
+type tokenFinder struct {
+	tok   *token.Token
+	found ast.Node
+}
+
+func (f *tokenFinder) Visit(n ast.Node) ast.Visitor {
+	if f.found != nil {
+		return nil
+	}
+	if n.GetToken() == f.tok {
+		f.found = n
+		return nil
+	}
+	return f
+}
+
+// findToken returns the outermost node of body whose token is tok, or nil.
+func findToken(body ast.Node, tok *token.Token) ast.Node {
+	if body == nil || tok == nil {
+		return nil
+	}
+	f := &tokenFinder{tok: tok}
+	ast.Walk(f, body)
+	return f.found
+}
+
+// lineIndex maps field paths to the line where the file sets them.
+type lineIndex map[string]int
+
+func (x lineIndex) Visit(n ast.Node) ast.Visitor {
+	line := tokenLine(n.GetToken())
+	if line == 0 {
+		return x
+	}
+	p := yamlPath(n)
+	if _, ok := x[p]; !ok {
+		x[p] = line
+	}
+	return x
+}
+
+// keyLines indexes the lines of every path in body.
+func keyLines(body ast.Node) lineIndex {
+	x := lineIndex{}
+	if body != nil {
+		ast.Walk(x, body)
+	}
+	return x
+}
+
+// find returns the line of path, or of its nearest ancestor the file sets (a value
+// filled in by a default has no line of its own), or 0.
+func (x lineIndex) find(path string) int {
+	for path != "" {
+		if line, ok := x[path]; ok {
+			return line
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// checkNode reports, before decoding, the values of body that the decoder would not
+// report well: a bad duration (the decoder returns time.ParseDuration's error without
+// a position) and a null list item where a mapping is expected (the decoder makes it
+// a zero value without running its defaults). It walks node alongside the Go type t
+// and leaves every other mismatch to the decoder.
+func checkNode(node ast.Node, t reflect.Type, errs *[]error) {
+	for {
+		switch n := node.(type) {
+		case *ast.AnchorNode:
+			node = n.Value
+			continue
+		case *ast.TagNode:
+			node = n.Value
+			continue
+		}
+		break
+	}
+	if node == nil {
+		return
+	}
+	if _, ok := node.(*ast.AliasNode); ok {
+		return
+	}
+	if t == reflect.TypeFor[time.Duration]() {
+		switch n := node.(type) {
+		case *ast.NullNode:
+			return
+		case *ast.StringNode:
+			if _, err := time.ParseDuration(n.Value); err == nil {
+				return
+			}
+		}
+		*errs = append(*errs, &configError{
+			line:   tokenLine(node.GetToken()),
+			path:   yamlPath(node),
+			detail: nodeValue(node, node.GetToken()) + `: want a duration such as "500ms", "5s" or "30m"`,
+		})
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := node.(ast.MapNode)
+		if !ok {
+			return
+		}
+		it := m.MapRange()
+		for it.Next() {
+			if it.Key().IsMergeKey() {
+				continue
+			}
+			key := it.Key().GetToken()
+			if key == nil {
+				continue
+			}
+			if f, ok := fieldByKey(t, key.Value); ok {
+				checkNode(it.Value(), f.Type, errs)
+			}
+		}
+	case reflect.Slice:
+		seq, ok := node.(*ast.SequenceNode)
+		if !ok {
+			return
+		}
+		elem := t.Elem()
+		for _, v := range seq.Values {
+			if _, isNull := v.(*ast.NullNode); isNull && elem.Kind() == reflect.Struct {
+				*errs = append(*errs, &configError{
+					line:   tokenLine(v.GetToken()),
+					path:   yamlPath(v),
+					detail: "null: want a mapping",
+				})
+				continue
+			}
+			checkNode(v, elem, errs)
+		}
+	}
+}
+
+// fieldByKey finds the field of struct type t whose yaml tag names key.
+func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// Validate checks the whole config before anything is built from it and reports every
+// problem at once (errors.Join), one per line, each naming the field path as YAML keys,
+// the value and the reason:
+//
+//	config: target_groups[1].members[0].address: "10.1.1.12:70000": port out of range 1-65535
+//
+// Validate never changes c: defaults are filled in by DefaultConfig and ParseConfig, and
+// a bad value is rejected, never replaced.
+func (c *Config) Validate() error {
+	problems := c.validate()
+	if len(problems) == 0 {
+		return nil
+	}
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
+// checker collects validation problems.
+type checker struct {
+	problems []*configError
+}
+
+// add records a problem; value is already formatted (quoted, or [] for an empty list).
+func (k *checker) add(path, value, reason string) {
+	k.problems = append(k.problems, &configError{path: path, detail: value + ": " + reason})
+}
+
+func (k *checker) str(path, value, reason string) {
+	k.add(path, strconv.Quote(value), reason)
+}
+
+func (k *checker) oneOf(path, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	k.str(path, value, "want one of "+strings.Join(allowed, ", "))
+}
+
+func (k *checker) intRange(path string, v, lo, hi int64) {
+	if v < lo || v > hi {
+		k.str(path, strconv.FormatInt(v, 10), fmt.Sprintf("out of range %d-%d", lo, hi))
+	}
+}
+
+func (k *checker) positive(path string, d time.Duration) {
+	if d <= 0 {
+		k.str(path, d.String(), "must be greater than 0")
+	}
+}
+
+func (k *checker) durRange(path string, d, lo, hi time.Duration, rng string) {
+	if d < lo || d > hi {
+		k.str(path, d.String(), "out of range "+rng)
+	}
+}
+
+func (c *Config) validate() []*configError {
+	var k checker
+	if reason := hostPortReason(c.Listen, 0, true); reason != "" {
+		k.str("listen", c.Listen, reason)
+	}
+	if c.Admin.Listen != "" {
+		if reason := hostPortReason(c.Admin.Listen, 0, true); reason != "" {
+			k.str("admin.listen", c.Admin.Listen, reason)
+		}
+	}
+
+	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	k.oneOf("log.format", c.Log.Format, "json", "console")
+	k.intRange("log.access_sample", int64(c.Log.AccessSample), 1, 1000000)
+
+	s := &c.Server
+	k.positive("server.read_timeout", s.ReadTimeout)
+	k.positive("server.write_timeout", s.WriteTimeout)
+	k.positive("server.idle_timeout", s.IdleTimeout)
+	k.intRange("server.max_header_bytes", int64(s.MaxHeaderBytes), 1024, 1048576)
+	k.intRange("server.max_body_bytes", s.MaxBodyBytes, 0, 1<<40)
+	if hi := max(4096, s.MaxBodyBytes); int64(s.BufferBodyBytes) < 4096 || int64(s.BufferBodyBytes) > hi {
+		k.str("server.buffer_body_bytes", strconv.Itoa(s.BufferBodyBytes),
+			fmt.Sprintf("out of range 4096-%d (at most max_body_bytes)", hi))
+	}
+	if s.MaxConns < 0 {
+		k.str("server.max_conns", strconv.Itoa(s.MaxConns), "must not be negative")
+	}
+
+	cl := &c.Client
+	k.positive("client.dial_timeout", cl.DialTimeout)
+	k.positive("client.read_timeout", cl.ReadTimeout)
+	k.positive("client.write_timeout", cl.WriteTimeout)
+	k.positive("client.idle_timeout", cl.IdleTimeout)
+	if cl.MaxConns < 0 {
+		k.str("client.max_conns", strconv.Itoa(cl.MaxConns), "must not be negative")
+	}
+
+	c.Session.validate(&k)
+	validateGroups(&k, c.TargetGroups)
+	return k.problems
+}
+
+func (s *SessionConfig) validate(k *checker) {
+	for i, name := range s.Cookies {
+		path := fmt.Sprintf("session.cookies[%d]", i)
+		if name == "" {
+			k.str(path, name, "must not be empty")
+			continue
+		}
+		if reason := tokenReason(name, "", "a cookie name"); reason != "" {
+			k.str(path, name, reason)
+			continue
+		}
+		for j := range i {
+			if s.Cookies[j] == name {
+				k.str(path, name, fmt.Sprintf("duplicate of session.cookies[%d]", j))
+				break
+			}
+		}
+	}
+	if len(s.Cookies) == 0 && s.URLParam == "" && s.Query == "" && s.Header == "" {
+		k.add("session.cookies", "[]", "no session key source: set cookies, url_param, query or header")
+	}
+	if s.URLParam != "" {
+		if reason := tokenReason(s.URLParam, urlNameExcluded, "a URL parameter name"); reason != "" {
+			k.str("session.url_param", s.URLParam, reason)
+		}
+	}
+	if s.Query != "" {
+		if reason := tokenReason(s.Query, urlNameExcluded, "a query parameter name"); reason != "" {
+			k.str("session.query", s.Query, reason)
+		}
+	}
+	if s.Header != "" {
+		if reason := tokenReason(s.Header, "", "a header name"); reason != "" {
+			k.str("session.header", s.Header, reason)
+		}
+	}
+
+	if len(s.Affinity) == 0 {
+		k.add("session.affinity", "[]", "must list at least one of route, learned, hash")
+	}
+	for i, a := range s.Affinity {
+		path := fmt.Sprintf("session.affinity[%d]", i)
+		if a != "route" && a != "learned" && a != "hash" {
+			k.str(path, a, "want one of route, learned, hash")
+			continue
+		}
+		for j := range i {
+			if s.Affinity[j] == a {
+				k.str(path, a, fmt.Sprintf("duplicate of session.affinity[%d]", j))
+				break
+			}
+		}
+	}
+	k.oneOf("session.route_format", s.RouteFormat, "auto", "websphere", "tomcat")
+	k.oneOf("session.balance", s.Balance, "round_robin", "least_requests")
+	k.intRange("session.learned.max_sessions", int64(s.Learned.MaxSessions), 1, 1<<31)
+	k.durRange("session.learned.ttl", s.Learned.TTL, time.Second, 720*time.Hour, "1s-720h")
+}
+
+// routeKey is a (host, path prefix) pair that two groups must not share. host is
+// lower-case; "" stands for a group without hosts, which answers any host.
+type routeKey struct {
+	host, prefix string
+}
+
+func validateGroups(k *checker, groups []GroupConfig) {
+	if len(groups) == 0 {
+		k.add("target_groups", "[]", "at least one target group is required")
+		return
+	}
+	names := make(map[string]int, len(groups))
+	routes := make(map[routeKey]int)
+	memberIDs := make(map[string]string)
+	for i := range groups {
+		g := &groups[i]
+		gp := fmt.Sprintf("target_groups[%d]", i)
+
+		if g.Name == "" {
+			k.str(gp+".name", g.Name, "must not be empty")
+		} else if j, ok := names[g.Name]; ok {
+			k.str(gp+".name", g.Name, fmt.Sprintf("duplicate, already used by target_groups[%d]", j))
+		} else {
+			names[g.Name] = i
+		}
+
+		hosts := make(map[string]int, len(g.Hosts))
+		for j, h := range g.Hosts {
+			hp := fmt.Sprintf("%s.hosts[%d]", gp, j)
+			if reason := hostReason(h); reason != "" {
+				k.str(hp, h, reason)
+				continue
+			}
+			lh := strings.ToLower(h)
+			if x, ok := hosts[lh]; ok {
+				k.str(hp, h, fmt.Sprintf("duplicate of %s.hosts[%d]", gp, x))
+				continue
+			}
+			hosts[lh] = j
+		}
+
+		if reason := pathPrefixReason(g.PathPrefix); reason != "" {
+			k.str(gp+".path_prefix", g.PathPrefix, reason)
+		}
+		prefix := g.PathPrefix
+		if len(prefix) > 1 {
+			prefix = strings.TrimSuffix(prefix, "/")
+		}
+		keys := []string{""}
+		if len(g.Hosts) > 0 {
+			keys = make([]string, 0, len(g.Hosts))
+			for _, h := range g.Hosts {
+				keys = append(keys, strings.ToLower(h))
+			}
+		}
+		reported := map[int]bool{}
+		for _, h := range keys {
+			rk := routeKey{host: h, prefix: prefix}
+			j, ok := routes[rk]
+			if !ok {
+				routes[rk] = i
+				continue
+			}
+			if j == i || reported[j] {
+				continue
+			}
+			reported[j] = true
+			what := "any host"
+			if h != "" {
+				what = "host " + strconv.Quote(h)
+			}
+			k.str(gp+".path_prefix", g.PathPrefix, fmt.Sprintf(
+				"overlaps target_groups[%d] (%q): both match %s with path prefix %q",
+				j, groups[j].Name, what, prefix))
+		}
+
+		validateHealthCheck(k, gp+".health_check", &g.HealthCheck)
+
+		if len(g.Members) == 0 {
+			k.add(gp+".members", "[]", "at least one member is required")
+		}
+		routeIDs := make(map[string]int, len(g.Members))
+		for j := range g.Members {
+			m := &g.Members[j]
+			mp := fmt.Sprintf("%s.members[%d]", gp, j)
+			if m.ID == "" {
+				k.str(mp+".id", m.ID, "must not be empty")
+			} else if other, ok := memberIDs[m.ID]; ok {
+				k.str(mp+".id", m.ID, "duplicate, already used by "+other)
+			} else {
+				memberIDs[m.ID] = mp
+			}
+			if reason := hostPortReason(m.Address, 1, false); reason != "" {
+				k.str(mp+".address", m.Address, reason)
+			}
+			if reason := routeReason(m.Route); reason != "" {
+				if m.Route != "" && m.Route == m.ID {
+					reason += " (route defaults to the member id; set route)"
+				}
+				k.str(mp+".route", m.Route, reason)
+			} else if x, ok := routeIDs[m.Route]; ok {
+				k.str(mp+".route", m.Route, fmt.Sprintf("duplicate in the group, already used by %s.members[%d]", gp, x))
+			} else {
+				routeIDs[m.Route] = j
+			}
+			k.intRange(mp+".weight", int64(m.Weight), 1, 1000)
+		}
+	}
+}
+
+func validateHealthCheck(k *checker, path string, h *HealthCheckConfig) {
+	if h.Path != "" {
+		if !strings.HasPrefix(h.Path, "/") {
+			k.str(path+".path", h.Path, `must start with "/" (or be "" to turn active checks off)`)
+		} else if i := strings.IndexFunc(h.Path, isSpaceOrControl); i >= 0 {
+			k.str(path+".path", h.Path, "must not contain spaces or control characters")
+		}
+	}
+	k.durRange(path+".interval", h.Interval, 100*time.Millisecond, time.Hour, "100ms-1h")
+	if h.Timeout <= 0 {
+		k.str(path+".timeout", h.Timeout.String(), "must be greater than 0")
+	} else if h.Timeout >= h.Interval {
+		k.str(path+".timeout", h.Timeout.String(), fmt.Sprintf("must be below interval (%s)", h.Interval))
+	}
+	k.intRange(path+".healthy_threshold", int64(h.HealthyThreshold), 1, 100)
+	k.intRange(path+".unhealthy_threshold", int64(h.UnhealthyThreshold), 1, 100)
+}
+
+func isSpaceOrControl(r rune) bool {
+	return r <= ' ' || r == 0x7f
+}
+
+// urlNameExcluded are token characters that mean something else in a URL.
+const urlNameExcluded = "#%&+"
+
+// tokenReason says why s is not an HTTP token (RFC 9110 tchar: letters, digits and
+// !#$%&'*+-.^_`|~) without the characters in excluded, or "" if it is one.
+func tokenReason(s, excluded, what string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isTokenChar(c) || strings.IndexByte(excluded, c) >= 0 {
+			return fmt.Sprintf("contains %q, which is not allowed in %s", s[i:i+1], what)
+		}
+	}
+	return ""
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// hostPortReason says why s is not host:port with a numeric port from minPort to
+// 65535, or returns "". An empty host (":8080", all interfaces) is allowed only for
+// listeners.
+func hostPortReason(s string, minPort int, emptyHost bool) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "want host:port, such as 127.0.0.1:8080"
+	}
+	if host == "" && !emptyHost {
+		return "host must not be empty"
+	}
+	if strings.IndexFunc(host, isSpaceOrControl) >= 0 || strings.ContainsAny(host, "/[]") {
+		return "want host:port, such as 127.0.0.1:8080"
+	}
+	if port == "" || strings.Trim(port, "0123456789") != "" {
+		return "port must be a number"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < minPort || n > 65535 {
+		return fmt.Sprintf("port out of range %d-65535", minPort)
+	}
+	return ""
+}
+
+// hostReason says why h is not a Host value a group can answer, or returns "".
+func hostReason(h string) string {
+	if h == "" {
+		return "must not be empty"
+	}
+	if h[0] == '[' {
+		if a, err := netip.ParseAddr(strings.TrimSuffix(h[1:], "]")); err == nil &&
+			strings.HasSuffix(h, "]") && a.Is6() && a.Zone() == "" {
+			return ""
+		}
+		return "want a host name, an IPv4 address or a bracketed IPv6 address such as [::1]"
+	}
+	name := strings.TrimPrefix(h, "*.")
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_':
+		case c == ':':
+			return "must not include a port (ports are ignored when matching)"
+		case c == '/':
+			return "want a host name, not a URL or a path"
+		case c == '*':
+			return `a wildcard is allowed only as a leading "*." followed by a domain, as in *.example.com`
+		case c <= ' ' || c == 0x7f:
+			return "must not contain spaces or control characters"
+		case c >= 0x80:
+			return "must be ASCII (write an internationalized name in its xn-- form)"
+		default:
+			return fmt.Sprintf("contains %q, which is not allowed in a host name", name[i:i+1])
+		}
+	}
+	if name == "" && h != "" {
+		return `a wildcard must be followed by at least one label, as in *.example.com`
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" {
+			return "has an empty label (leading, trailing or doubled dot)"
+		}
+	}
+	return ""
+}
+
+// pathPrefixReason says why p cannot be a group's path prefix, or returns "".
+func pathPrefixReason(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return `must start with "/"`
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '?', c == ';', c == '#':
+			return fmt.Sprintf("must not contain %q (the prefix is matched against the path alone)", p[i:i+1])
+		case c <= ' ' || c == 0x7f:
+			return "must not contain spaces or control characters"
+		}
+	}
+	return ""
+}
+
+// routeReason says why r cannot be a member route, or returns "". A route is written
+// into session ids and cookie values, so it excludes the characters that separate
+// routes there and those a cookie value cannot carry.
+func routeReason(r string) string {
+	if r == "" {
+		return "must not be empty"
+	}
+	for i := 0; i < len(r); i++ {
+		switch c := r[i]; {
+		case c == ':', c == '+', c == '.', c == ';', c == '/':
+			return fmt.Sprintf("must not contain %q, which separates routes in session ids", r[i:i+1])
+		case c <= ' ' || c == 0x7f:
+			return "must not contain spaces or control characters"
+		case c >= 0x80, c == '"', c == ',', c == '\\':
+			return fmt.Sprintf("must not contain %q, which a cookie value cannot carry", r[i:i+1])
+		}
+	}
+	return ""
+}

@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"github.com/sessiongate/sessiongate/router"
+	"github.com/valyala/fasthttp"
+)
+
+// learn records the session a member issued in its response (Set-Cookie, or a
+// ";jsessionid=" in a rewritten Location) as bound to that member, unless the key's own
+// route already names it. It runs only when a member sets a session, so the copy of the
+// key that the cache write implies is off the steady-state path.
+func (s *Server) learn(snap *snapshot, m *router.Member, resp *fasthttp.Response, reqKey []byte, outcome router.Outcome) {
+	key := issuedKey(snap, resp)
+	if len(key) == 0 {
+		return
+	}
+	// A member that re-sends the key it was asked with changes nothing already known.
+	if string(key) == string(reqKey) && (outcome == router.OutcomeRoute || outcome == router.OutcomeLearned) {
+		return
+	}
+	if list := router.PeekRoutes(key, snap.routeFormat); list != nil {
+		if first, _ := router.NextRoute(list); string(first) == string(m.Route) {
+			return // the route resolver finds this member from the key alone
+		}
+	}
+	s.cache.Learn(router.HashKey(key), m.State.Num())
+	s.stats.learned.Add(1)
+}
+
+// issuedKey returns the session key the response issues, or nil.
+func issuedKey(snap *snapshot, resp *fasthttp.Response) []byte {
+	for i, name := range snap.cookieNames {
+		if raw := resp.Header.PeekCookie(name); len(raw) > 0 {
+			if v, ok := router.PeekCookie(cookiePair(raw), snap.table.Key.Cookies[i]); ok && len(v) > 0 {
+				return v
+			}
+		}
+	}
+	if len(snap.urlParam) > 0 {
+		if loc := resp.Header.PeekBytes(strLocation); len(loc) > 0 {
+			return router.PeekPathParam(router.PeekPath(loc), snap.urlParam)
+		}
+	}
+	return nil
+}
+
+// cookiePair cuts the attributes off a raw Set-Cookie value: "n=v; Path=/" -> "n=v".
+func cookiePair(raw []byte) []byte {
+	for i, c := range raw {
+		if c == ';' {
+			return raw[:i]
+		}
+	}
+	return raw
+}

@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/router"
+	"github.com/valyala/fasthttp"
+)
+
+// NewLogger builds the process logger from log.level and log.format, writing to w.
+func NewLogger(cfg LogConfig, w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil || cfg.Level == "" {
+		return zerolog.Nop(), fmt.Errorf("gateway: log.level: %q: want debug, info, warn or error", cfg.Level)
+	}
+	switch cfg.Format {
+	case "json", "":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Nop(), fmt.Errorf("gateway: log.format: %q: want json or console", cfg.Format)
+	}
+	zerolog.DurationFieldUnit = time.Millisecond
+	zerolog.DurationFieldInteger = false
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// logAccess writes the access log line of one request, with typed fields only (no
+// Msgf: a disabled Msgf still allocates). Sampling keeps one success in
+// log.access_sample; failures are always logged, at warn or error level, with the error.
+func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time, g *router.Group, m *router.Member, outcome router.Outcome, status int, err error) {
+	var e *zerolog.Event
+	switch {
+	case err != nil && status >= 500:
+		e = s.access.Error()
+	case err != nil:
+		e = s.access.Warn()
+	case !snap.accessOn:
+		return
+	case snap.accessSample > 1 && s.accessN.Add(1)%snap.accessSample != 0:
+		return
+	default:
+		e = s.access.Info()
+	}
+	if e == nil {
+		return
+	}
+	req := &ctx.Request
+	e.Bytes("method", req.Header.Method()).
+		Bytes("host", req.Header.Host()).
+		Bytes("uri", req.Header.RequestURI()).
+		Int("status", status)
+	if g != nil {
+		e.Str("group", g.Name)
+	}
+	if m != nil {
+		e.Str("member", m.ID)
+	}
+	e.Str("affinity", outcome.String()).
+		Dur("duration", time.Since(start)).
+		Int("bytes", ctx.Response.Header.ContentLength())
+	if err != nil {
+		e.Str("error_kind", errKindNames[kindOf(err)]).Err(err)
+	}
+	e.Msg("request")
+}

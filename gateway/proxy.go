@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/sessiongate/sessiongate/router"
+	"github.com/valyala/fasthttp"
+)
+
+// handle is the request path: match, extract, pick (router, no allocation), proxy
+// (fasthttp's client), learn, log. Every failure goes through fail.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	snap := s.snap.Load()
+	s.stats.requests.Add(1)
+	req := &ctx.Request
+
+	rawURI := req.Header.RequestURI()
+	g := snap.table.Match(req.Header.Host(), router.PeekPath(rawURI))
+	if g == nil {
+		s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, errNoGroup)
+		return
+	}
+	var hdrVal []byte
+	if snap.keyHeader != nil {
+		hdrVal = req.Header.PeekBytes(snap.keyHeader)
+	}
+	// PeekAll returns the raw Cookie values; RequestHeader.Cookie would parse them and
+	// make fasthttp re-serialize the forwarded header.
+	key, _ := snap.table.Key.Extract(req.Header.PeekAll(fasthttp.HeaderCookie), rawURI, hdrVal)
+	var keyHash uint64
+	if len(key) > 0 {
+		keyHash = router.HashKey(key)
+	}
+	m, outcome := g.Pick(key, keyHash)
+	if m == nil {
+		s.fail(ctx, snap, start, g, nil, outcome, errNoMember)
+		return
+	}
+	if cl := req.Header.ContentLength(); int64(cl) > snap.maxBody {
+		s.fail(ctx, snap, start, g, m, outcome, errBodyTooLarge)
+		return
+	}
+	s.stats.outcomes[outcome].Add(1)
+
+	clientClose := req.Header.ConnectionClose()
+	prepareRequest(ctx, req)
+
+	st := m.State
+	st.Requests.Add(1)
+	st.Inflight.Add(1)
+	err := snap.clients[m.Index].Do(req, &ctx.Response)
+	st.Inflight.Add(-1)
+	if err != nil {
+		st.Failures.Add(1)
+		s.fail(ctx, snap, start, g, m, outcome, err)
+		return
+	}
+	resp := &ctx.Response
+	removeHopHeaders(&resp.Header)
+	resp.Header.ResetConnectionClose()
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	if snap.learn {
+		s.learn(snap, m, resp, key, outcome)
+	}
+	s.logAccess(ctx, snap, start, g, m, outcome, resp.StatusCode(), nil)
+}
+
+// prepareRequest turns the client's request into the member's, in place: it drops the
+// hop-by-hop headers and sets X-Forwarded-For/-Proto/-Host. The path and query are left
+// byte-exact (the member clients set DisablePathNormalizing).
+func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
+	// The member connection is ours to keep alive, whatever the client asked for.
+	req.Header.ResetConnectionClose()
+	removeHopHeaders(&req.Header)
+
+	var buf [256]byte
+	b := buf[:0]
+	if prior := req.Header.PeekBytes(strXForwardedFor); len(prior) > 0 {
+		b = append(b, prior...)
+		b = append(b, strCommaSpace...)
+	}
+	b = appendRemoteIP(b, ctx.RemoteAddr())
+	req.Header.SetBytesKV(strXForwardedFor, b)
+	if ctx.IsTLS() {
+		req.Header.SetBytesKV(strXForwardedProto, strHTTPSScheme)
+	} else {
+		req.Header.SetBytesKV(strXForwardedProto, strHTTP)
+	}
+	if host := req.Header.Host(); len(host) > 0 {
+		req.Header.SetBytesKV(strXForwardedHost, host)
+	}
+}
+
+// appendRemoteIP appends the client's IP without allocating (net.IP.String would).
+func appendRemoteIP(b []byte, addr net.Addr) []byte {
+	if a, ok := addr.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			return ip.Unmap().AppendTo(b)
+		}
+	}
+	return b
+}
+
+// header is what removeHopHeaders needs of fasthttp's request and response headers.
+type header interface {
+	PeekBytes(key []byte) []byte
+	DelBytes(key []byte)
+}
+
+// removeHopHeaders deletes the headers named in Connection, then the hop-by-hop ones.
+func removeHopHeaders(h header) {
+	if conn := h.PeekBytes(strConnection); len(conn) > 0 {
+		for len(conn) > 0 {
+			var tok []byte
+			if i := indexComma(conn); i >= 0 {
+				tok, conn = conn[:i], conn[i+1:]
+			} else {
+				tok, conn = conn, nil
+			}
+			tok = trimOWS(tok)
+			if len(tok) > 0 && !equalFoldASCII(tok, strCookie) {
+				h.DelBytes(tok)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.DelBytes(name)
+	}
+}
+
+func indexComma(b []byte) int {
+	for i, c := range b {
+		if c == ',' {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func equalFoldASCII(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// errKind is what went wrong with a request, for the status code, the log and counters.
+type errKind uint8
+
+const (
+	kindNone errKind = iota
+	kindNoGroup
+	kindNoMember
+	kindBodyTooLarge
+	kindHeaderTooLarge
+	kindBadRequest
+	kindClientTimeout
+	kindConnect
+	kindMemberTimeout
+	kindMemberClosed
+	kindMemberBusy
+	kindMemberError
+	numErrKinds
+)
+
+var errKindNames = [numErrKinds]string{
+	"", "no_group", "no_member", "body_too_large", "header_too_large", "bad_request",
+	"client_timeout", "connect", "member_timeout", "member_closed", "member_busy", "member_error",
+}
+
+// Sentinel errors of the request path; preallocated so that failing costs no allocation.
+var (
+	errNoGroup      = errors.New("gateway: no target group for host and path")
+	errNoMember     = errors.New("gateway: no usable member in group")
+	errBodyTooLarge = errors.New("gateway: request body larger than server.max_body_bytes")
+)
+
+// kindOf classifies an error from the request path or from fasthttp.
+func kindOf(err error) errKind {
+	var small *fasthttp.ErrSmallBuffer
+	var opErr *net.OpError
+	switch {
+	case err == errNoGroup:
+		return kindNoGroup
+	case err == errNoMember:
+		return kindNoMember
+	case err == errBodyTooLarge, errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return kindBodyTooLarge
+	case errors.As(err, &small):
+		return kindHeaderTooLarge
+	case errors.Is(err, fasthttp.ErrDialTimeout):
+		return kindConnect
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+		return kindMemberTimeout
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return kindMemberBusy
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return kindMemberClosed
+	case errors.As(err, &opErr) && opErr.Op == "dial", errors.Is(err, syscall.ECONNREFUSED):
+		return kindConnect
+	}
+	return kindMemberError
+}
+
+// statusOf is the one place that maps failures to status codes.
+func statusOf(k errKind) int {
+	switch k {
+	case kindNoGroup:
+		return fasthttp.StatusNotFound
+	case kindNoMember, kindMemberBusy:
+		return fasthttp.StatusServiceUnavailable
+	case kindBodyTooLarge:
+		return fasthttp.StatusRequestEntityTooLarge
+	case kindHeaderTooLarge:
+		return fasthttp.StatusRequestHeaderFieldsTooLarge
+	case kindBadRequest:
+		return fasthttp.StatusBadRequest
+	case kindClientTimeout:
+		return fasthttp.StatusRequestTimeout
+	case kindMemberTimeout:
+		return fasthttp.StatusGatewayTimeout
+	}
+	return fasthttp.StatusBadGateway
+}
+
+// statusBodies are the short bodies clients see; never internal error text.
+var statusBodies = map[int][]byte{
+	fasthttp.StatusBadRequest:                  []byte("400 Bad Request\n"),
+	fasthttp.StatusNotFound:                    []byte("404 Not Found: no target group for this host and path\n"),
+	fasthttp.StatusRequestTimeout:              []byte("408 Request Timeout\n"),
+	fasthttp.StatusRequestEntityTooLarge:       []byte("413 Request Entity Too Large\n"),
+	fasthttp.StatusRequestHeaderFieldsTooLarge: []byte("431 Request Header Fields Too Large\n"),
+	fasthttp.StatusBadGateway:                  []byte("502 Bad Gateway\n"),
+	fasthttp.StatusServiceUnavailable:          []byte("503 Service Unavailable\n"),
+	fasthttp.StatusGatewayTimeout:              []byte("504 Gateway Timeout\n"),
+}
+
+var strTextPlain = []byte("text/plain; charset=utf-8")
+
+// fail answers a failed request with its status and a short body, counts it and logs
+// one line.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time, g *router.Group, m *router.Member, outcome router.Outcome, err error) {
+	k := kindOf(err)
+	s.stats.errors[k].Add(1)
+	status := statusOf(k)
+	writeError(ctx, status)
+	if k == kindBodyTooLarge {
+		ctx.SetConnectionClose() // the unread body is still on the connection
+	}
+	s.logAccess(ctx, snap, start, g, m, outcome, status, err)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(status)
+	resp.Header.SetContentTypeBytes(strTextPlain)
+	resp.SetBodyRaw(statusBodies[status])
+}
+
+// handleParseError answers requests fasthttp could not read: 431, 413, 408 or 400.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	k := kindOf(err)
+	var opErr *net.OpError
+	switch {
+	case k == kindHeaderTooLarge, k == kindBodyTooLarge:
+	case errors.As(err, &opErr) && opErr.Timeout():
+		k = kindClientTimeout
+	default:
+		k = kindBadRequest
+	}
+	s.stats.errors[k].Add(1)
+	status := statusOf(k)
+	writeError(ctx, status)
+	s.log.Warn().Str("kind", errKindNames[k]).Int("status", status).
+		Str("remote", ctx.RemoteAddr().String()).Err(err).Msg("bad request")
+}

@@ -1,0 +1,357 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/health"
+	"github.com/sessiongate/sessiongate/router"
+	"github.com/sessiongate/sessiongate/sessioncache"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/reuseport"
+)
+
+// Server is the gateway: a fasthttp server proxying to target groups, an admin
+// listener, the health checker and the learned-session cache. Build it with New,
+// run it with Serve (or ListenAndServe), stop it with Shutdown.
+type Server struct {
+	log    zerolog.Logger
+	access zerolog.Logger
+
+	snap   atomic.Pointer[snapshot]
+	states *router.States
+	cache  *sessioncache.Cache
+	health *health.Checker
+
+	srv   *fasthttp.Server
+	admin *fasthttp.Server
+
+	accessN atomic.Uint64
+	stats   counters
+
+	mu        sync.Mutex
+	listeners []net.Listener
+}
+
+// snapshot is everything the request path reads, built together and swapped together.
+type snapshot struct {
+	cfg     *Config
+	table   *router.Table
+	clients []*fasthttp.HostClient // by router.Member.Index
+
+	keyHeader    []byte   // session.header, nil when unset
+	cookieNames  []string // session.cookies, as strings for fasthttp's PeekCookie
+	urlParam     []byte
+	learn        bool // the chain has the learned resolver
+	routeFormat  router.Format
+	maxBody      int64
+	accessOn     bool
+	accessSample uint64
+}
+
+// counters are the gateway-wide outcome counters (per member ones are in router.MemberState).
+type counters struct {
+	requests atomic.Uint64
+	outcomes [8]atomic.Uint64 // by router.Outcome
+	errors   [numErrKinds]atomic.Uint64
+	learned  atomic.Uint64
+}
+
+// New builds a Server from a validated Config. It starts the learned-session cache and
+// the health checker; it opens no listener.
+func New(cfg *Config, log zerolog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cache, err := sessioncache.New(sessioncache.Config{
+		MaxSessions: int64(cfg.Session.Learned.MaxSessions),
+		TTL:         cfg.Session.Learned.TTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: session.learned: %w", err)
+	}
+	s := &Server{
+		log:    log,
+		access: log.With().Str("log", "access").Logger(),
+		states: router.NewStates(),
+		cache:  cache,
+	}
+	snap, err := s.build(cfg)
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
+	s.snap.Store(snap)
+	s.health = health.New(log)
+	s.health.Update(healthTargets(cfg, snap.table))
+	s.srv = s.newServer(cfg)
+	if cfg.Admin.Listen != "" {
+		s.admin = s.newAdminServer()
+	}
+	return s, nil
+}
+
+// build compiles a Config into a snapshot, reusing the member clients of the current
+// snapshot whose address is unchanged, so that a reload keeps connection pools.
+func (s *Server) build(cfg *Config) (*snapshot, error) {
+	spec := router.Spec{
+		Key: router.KeySpec{URLParam: []byte(cfg.Session.URLParam)},
+	}
+	for _, c := range cfg.Session.Cookies {
+		spec.Key.Cookies = append(spec.Key.Cookies, []byte(c))
+	}
+	if cfg.Session.Query != "" {
+		spec.Key.Query = []byte(cfg.Session.Query)
+	}
+	if cfg.Session.Header != "" {
+		spec.Key.Header = []byte(cfg.Session.Header)
+	}
+	var ok bool
+	if spec.Balance, ok = router.ParseBalance(cfg.Session.Balance); !ok {
+		return nil, fmt.Errorf("gateway: session.balance: %q: unknown balancer", cfg.Session.Balance)
+	}
+	format, ok := router.ParseFormat(cfg.Session.RouteFormat)
+	if !ok {
+		return nil, fmt.Errorf("gateway: session.route_format: %q: unknown format", cfg.Session.RouteFormat)
+	}
+	learn := false
+	for i, name := range cfg.Session.Affinity {
+		switch name {
+		case "route":
+			spec.Chain = append(spec.Chain, router.RouteResolver(format))
+		case "learned":
+			spec.Chain = append(spec.Chain, router.LearnedResolver(s.cache))
+			learn = true
+		case "hash":
+			spec.Chain = append(spec.Chain, router.HashResolver())
+		default:
+			return nil, fmt.Errorf("gateway: session.affinity[%d]: %q: unknown resolver", i, name)
+		}
+	}
+	for _, g := range cfg.TargetGroups {
+		gs := router.GroupSpec{Name: g.Name, Hosts: g.Hosts, PathPrefix: g.PathPrefix}
+		for _, m := range g.Members {
+			gs.Members = append(gs.Members, router.MemberSpec{ID: m.ID, Addr: m.Address, Route: m.Route, Weight: m.Weight})
+		}
+		spec.Groups = append(spec.Groups, gs)
+	}
+	table, err := router.NewTable(spec, s.states)
+	if err != nil {
+		return nil, err
+	}
+	old := map[string]*fasthttp.HostClient{}
+	if cur := s.snap.Load(); cur != nil && cur.cfg.Client == cfg.Client && cur.cfg.Server.MaxHeaderBytes == cfg.Server.MaxHeaderBytes {
+		for _, m := range cur.table.Members {
+			old[m.ID+"\x00"+m.Addr] = cur.clients[m.Index]
+		}
+	}
+	snap := &snapshot{
+		cfg:          cfg,
+		table:        table,
+		clients:      make([]*fasthttp.HostClient, len(table.Members)),
+		keyHeader:    spec.Key.Header,
+		urlParam:     spec.Key.URLParam,
+		learn:        learn,
+		routeFormat:  format,
+		maxBody:      cfg.Server.MaxBodyBytes,
+		accessOn:     cfg.Log.Access,
+		accessSample: uint64(max(cfg.Log.AccessSample, 1)),
+	}
+	snap.cookieNames = append(snap.cookieNames, cfg.Session.Cookies...)
+	for _, m := range table.Members {
+		if c, ok := old[m.ID+"\x00"+m.Addr]; ok {
+			snap.clients[m.Index] = c
+			continue
+		}
+		snap.clients[m.Index] = newMemberClient(cfg, m)
+	}
+	return snap, nil
+}
+
+// newMemberClient is the connection pool of one member. The proxy does its own error
+// mapping, so fasthttp's retries are off; paths go out byte-exact and bodies stream.
+func newMemberClient(cfg *Config, m *router.Member) *fasthttp.HostClient {
+	dialTimeout := cfg.Client.DialTimeout
+	return &fasthttp.HostClient{
+		Addr: m.Addr,
+		Dial: func(addr string) (net.Conn, error) {
+			return fasthttp.DialTimeout(addr, dialTimeout)
+		},
+		MaxConns:                  cfg.Client.MaxConns,
+		MaxConnWaitTimeout:        dialTimeout,
+		MaxIdleConnDuration:       cfg.Client.IdleTimeout,
+		ReadTimeout:               cfg.Client.ReadTimeout,
+		WriteTimeout:              cfg.Client.WriteTimeout,
+		MaxIdemponentCallAttempts: 1,
+		ReadBufferSize:            max(cfg.Server.MaxHeaderBytes, 8192),
+		DisablePathNormalizing:    true,
+		NoDefaultUserAgentHeader:  true,
+		StreamResponseBody:        true,
+		SecureErrorLogMessage:     true,
+	}
+}
+
+func (s *Server) newServer(cfg *Config) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                      s.handle,
+		ErrorHandler:                 s.handleParseError,
+		Name:                         "sessiongate",
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		ReadBufferSize:               cfg.Server.MaxHeaderBytes,
+		ReadTimeout:                  cfg.Server.ReadTimeout,
+		WriteTimeout:                 cfg.Server.WriteTimeout,
+		IdleTimeout:                  cfg.Server.IdleTimeout,
+		Concurrency:                  cfg.Server.MaxConns,
+		MaxRequestBodySize:           cfg.Server.BufferBodyBytes,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		SecureErrorLogMessage:        true,
+		Logger:                       fasthttpLogger{s.log},
+	}
+}
+
+// Listen opens the client listener (and the admin one) as configured: with reuseport,
+// one SO_REUSEPORT socket per CPU; it returns the client listener addresses.
+func (s *Server) Listen() ([]net.Listener, error) {
+	cfg := s.snap.Load().cfg
+	n := 1
+	if cfg.ReusePort {
+		n = max(1, runtime.GOMAXPROCS(0))
+	}
+	var lns []net.Listener
+	for range n {
+		var ln net.Listener
+		var err error
+		if cfg.ReusePort {
+			ln, err = reuseport.Listen("tcp4", cfg.Listen)
+		} else {
+			ln, err = net.Listen("tcp", cfg.Listen)
+		}
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Listen, err)
+		}
+		lns = append(lns, ln)
+		if !cfg.ReusePort {
+			break
+		}
+		cfg = withListen(cfg, ln.Addr().String()) // an ephemeral port: all sockets share it
+	}
+	s.mu.Lock()
+	s.listeners = append(s.listeners, lns...)
+	s.mu.Unlock()
+	return lns, nil
+}
+
+func withListen(cfg *Config, addr string) *Config {
+	c := *cfg
+	c.Listen = addr
+	return &c
+}
+
+// Serve serves client connections on lns and, if configured, the admin listener
+// adminLn, until Shutdown. It returns the first serving error, or nil after Shutdown.
+func (s *Server) Serve(lns []net.Listener, adminLn net.Listener) error {
+	errc := make(chan error, len(lns)+1)
+	for _, ln := range lns {
+		go func() { errc <- s.srv.Serve(ln) }()
+	}
+	n := len(lns)
+	if adminLn != nil && s.admin != nil {
+		n++
+		go func() { errc <- s.admin.Serve(adminLn) }()
+	}
+	var first error
+	for range n {
+		if err := <-errc; err != nil && first == nil && !errors.Is(err, net.ErrClosed) {
+			first = err
+		}
+	}
+	return first
+}
+
+// ListenAdmin opens the admin listener; nil when admin is disabled.
+func (s *Server) ListenAdmin() (net.Listener, error) {
+	addr := s.snap.Load().cfg.Admin.Listen
+	if addr == "" || s.admin == nil {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: admin.listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Shutdown stops accepting, waits for in-flight requests up to timeout, closes idle
+// connections, and stops the health checker and the cache.
+func (s *Server) Shutdown(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := s.srv.ShutdownWithContext(ctx)
+	if s.admin != nil {
+		if e := s.admin.ShutdownWithContext(ctx); err == nil {
+			err = e
+		}
+	}
+	s.health.Stop()
+	for _, c := range s.snap.Load().clients {
+		c.CloseIdleConnections()
+	}
+	s.cache.Close()
+	if err != nil {
+		return fmt.Errorf("gateway: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Cache returns the learned-session cache (for the admin API and tests).
+func (s *Server) Cache() *sessioncache.Cache { return s.cache }
+
+// Table returns the routing table now in use.
+func (s *Server) Table() *router.Table { return s.snap.Load().table }
+
+// healthTargets lists what the checker probes: every member of every group with an
+// active check, with that group's settings.
+func healthTargets(cfg *Config, t *router.Table) []health.Target {
+	var ts []health.Target
+	for gi, g := range cfg.TargetGroups {
+		hc := g.HealthCheck
+		for _, m := range t.Groups[gi].Members {
+			ts = append(ts, health.Target{
+				Group:  g.Name,
+				Member: m.ID,
+				Addr:   m.Addr,
+				State:  m.State,
+				Check: health.Check{
+					Path:      hc.Path,
+					Interval:  hc.Interval,
+					Timeout:   hc.Timeout,
+					Rise:      hc.HealthyThreshold,
+					Fall:      hc.UnhealthyThreshold,
+					HostValue: "",
+				},
+			})
+		}
+	}
+	return ts
+}
+
+// fasthttpLogger sends fasthttp's own rare messages to zerolog.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn().Str("component", "fasthttp").Msgf(format, args...)
+}

@@ -1,0 +1,318 @@
+package router
+
+import "github.com/cespare/xxhash/v2"
+
+// Outcome says how the member of a request was chosen.
+type Outcome uint8
+
+// Outcomes, as logged and counted.
+const (
+	// OutcomeNone: no member could be chosen (the group has no usable member).
+	OutcomeNone Outcome = iota
+	// OutcomeRoute: the route id inside the session key named a usable member.
+	OutcomeRoute
+	// OutcomeLearned: a binding learned from a member's Set-Cookie named a usable member.
+	OutcomeLearned
+	// OutcomeHash: the key had no binding and rendezvous hashing chose the member.
+	OutcomeHash
+	// OutcomeBalanced: the request had no key (or no binding and no hash resolver) and
+	// the balancer chose the member.
+	OutcomeBalanced
+	// OutcomeMoved: the key was bound to a member that cannot serve it now and the
+	// request went to its failover member.
+	OutcomeMoved
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"none", "route", "learned", "hash", "balanced", "moved"}
+
+// String returns the outcome's name as used in logs and metrics.
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Status is what a Resolver knows of a key.
+type Status uint8
+
+// Resolver statuses.
+const (
+	// Miss: the resolver knows no binding for the key.
+	Miss Status = iota
+	// Hit: the key is bound to the returned member, which can serve it.
+	Hit
+	// Failover: the member the key is bound to cannot serve it; the returned member
+	// holds its replica (a later WebSphere clone id) and can.
+	Failover
+	// Down: the key is bound to the returned member, which cannot serve it now.
+	Down
+)
+
+// Resolver finds the member a session key is bound to. Resolvers are configured once,
+// in the order of session.affinity, and called on the request path: an implementation
+// must be safe for concurrent use and must not allocate. A resolver that is not in the
+// chain costs nothing.
+type Resolver interface {
+	// Resolve returns an index into g.Members and what it knows of the binding; the
+	// index is ignored with Miss.
+	Resolve(g *Group, key []byte, keyHash uint64) (int, Status)
+}
+
+// Link is one step of the resolver chain: the resolver and the outcome a Hit counts as.
+type Link struct {
+	Resolver Resolver
+	Outcome  Outcome
+}
+
+// Store is the learned-session store the learned resolver reads: session key hash to
+// member number (MemberState.Num). It may forget anything at any time.
+type Store interface {
+	Lookup(keyHash uint64) (num uint32, ok bool)
+}
+
+// RouteResolver reads the member's route id from the key itself.
+func RouteResolver(f Format) Link { return Link{routeResolver{f}, OutcomeRoute} }
+
+// LearnedResolver looks the key up in s.
+func LearnedResolver(s Store) Link { return Link{learnedResolver{s}, OutcomeLearned} }
+
+// HashResolver binds every key to a member by weighted rendezvous hashing over the
+// members that take new sessions. It never misses, so it belongs last.
+func HashResolver() Link { return Link{hashResolver{}, OutcomeHash} }
+
+type routeResolver struct{ format Format }
+
+// Resolve walks the route list: the first id naming a member that can serve wins (Hit
+// for the first id, Failover for a later one); if ids name members but none can serve,
+// Down with the first of them.
+func (r routeResolver) Resolve(g *Group, key []byte, _ uint64) (int, Status) {
+	list := PeekRoutes(key, r.format)
+	first := -1
+	for list != nil {
+		var route []byte
+		route, list = NextRoute(list)
+		idx := g.MemberByRoute(route)
+		if idx < 0 {
+			continue
+		}
+		if g.Members[idx].State.UsableBound() {
+			if first < 0 {
+				return idx, Hit
+			}
+			return idx, Failover
+		}
+		if first < 0 {
+			first = idx
+		}
+	}
+	if first >= 0 {
+		return first, Down
+	}
+	return 0, Miss
+}
+
+type learnedResolver struct{ store Store }
+
+func (r learnedResolver) Resolve(g *Group, _ []byte, keyHash uint64) (int, Status) {
+	num, ok := r.store.Lookup(keyHash)
+	if !ok {
+		return 0, Miss
+	}
+	idx := g.MemberByNum(num)
+	if idx < 0 {
+		return 0, Miss
+	}
+	if g.Members[idx].State.UsableBound() {
+		return idx, Hit
+	}
+	return idx, Down
+}
+
+type hashResolver struct{}
+
+func (hashResolver) Resolve(g *Group, _ []byte, keyHash uint64) (int, Status) {
+	if idx := g.Rendezvous(keyHash); idx >= 0 {
+		return idx, Hit
+	}
+	return 0, Miss
+}
+
+// HashKey is the one hash of a session key used everywhere: rendezvous hashing and
+// the learned-session store. Safe for concurrent use; does not allocate.
+func HashKey(key []byte) uint64 { return xxhash.Sum64(key) }
+
+// MemberByRoute returns the index of the member with the given route id, or -1.
+// Safe for concurrent use; does not allocate.
+func (g *Group) MemberByRoute(route []byte) int {
+	if len(route) == 0 {
+		return -1
+	}
+	// A linear scan beats the map up to about eight members (BenchmarkDecode).
+	if len(g.Members) <= 8 {
+		for i, m := range g.Members {
+			if string(m.Route) == string(route) {
+				return i
+			}
+		}
+		return -1
+	}
+	if i, ok := g.byRoute[string(route)]; ok {
+		return i
+	}
+	return -1
+}
+
+// MemberByNum returns the index of the member whose state number is num, or -1.
+// Safe for concurrent use; does not allocate.
+func (g *Group) MemberByNum(num uint32) int {
+	for i, m := range g.Members {
+		if m.State.num == num {
+			return i
+		}
+	}
+	return -1
+}
+
+// Pick chooses the member for a request with session key key (empty: no key) and
+// keyHash = HashKey(key). It runs the resolver chain; a Hit or Failover decides. A key
+// bound to a member that cannot serve it moves to the first usable member in the key's
+// own rendezvous order, which every gateway instance with the same view of health
+// computes alike. Keys without any binding are hashed when the chain ends in hash,
+// else balanced, like requests without a key. It returns nil when no member can serve.
+//
+// Safe for concurrent use; does not allocate.
+func (g *Group) Pick(key []byte, keyHash uint64) (*Member, Outcome) {
+	if len(key) == 0 {
+		return g.balanced()
+	}
+	down := false
+	for i := range g.chain {
+		l := &g.chain[i]
+		idx, st := l.Resolver.Resolve(g, key, keyHash)
+		switch st {
+		case Hit:
+			if down {
+				return g.Members[idx], OutcomeMoved
+			}
+			return g.Members[idx], l.Outcome
+		case Failover:
+			return g.Members[idx], OutcomeMoved
+		case Down:
+			down = true
+		}
+	}
+	if down {
+		if idx := g.Rendezvous(keyHash); idx >= 0 {
+			return g.Members[idx], OutcomeMoved
+		}
+		return nil, OutcomeNone
+	}
+	if g.hashed {
+		return nil, OutcomeNone // hash missed: nothing usable
+	}
+	return g.balanced()
+}
+
+// Rendezvous returns the index of the member with the highest rendezvous score for
+// keyHash among the members that take new sessions, falling back to members that serve
+// bound sessions only (draining) when none does; -1 when no member is usable. Removing a
+// member moves only the keys it had. Safe for concurrent use; does not allocate.
+func (g *Group) Rendezvous(keyHash uint64) int {
+	if idx := g.rendezvous(keyHash, true); idx >= 0 {
+		return idx
+	}
+	return g.rendezvous(keyHash, false)
+}
+
+func (g *Group) rendezvous(keyHash uint64, fresh bool) int {
+	best, bestH, bestS := -1, uint64(0), 0.0
+	for i, m := range g.Members {
+		if fresh && !m.State.UsableNew() || !fresh && !m.State.UsableBound() {
+			continue
+		}
+		h := mix(keyHash ^ m.seed)
+		if !m.weights {
+			if best < 0 || h > bestH {
+				best, bestH = i, h
+			}
+			continue
+		}
+		if s := weightedScore(h, m.logW); best < 0 || s > bestS {
+			best, bestS = i, s
+		}
+	}
+	return best
+}
+
+// Balance is how requests without a session key are spread.
+type Balance uint8
+
+// Balancers.
+const (
+	// BalanceRoundRobin is smooth weighted round robin.
+	BalanceRoundRobin Balance = iota
+	// BalanceLeastRequests takes the member with the fewest in-flight requests per weight.
+	BalanceLeastRequests
+)
+
+// ParseBalance maps a session.balance config value to a Balance.
+func ParseBalance(s string) (Balance, bool) {
+	switch s {
+	case "round_robin", "":
+		return BalanceRoundRobin, true
+	case "least_requests":
+		return BalanceLeastRequests, true
+	}
+	return BalanceRoundRobin, false
+}
+
+func (g *Group) balanced() (*Member, Outcome) {
+	n := g.rr.Add(1)
+	if g.balance == BalanceLeastRequests {
+		if m := g.leastRequests(int(n%uint64(len(g.Members))), true); m != nil {
+			return m, OutcomeBalanced
+		}
+		if m := g.leastRequests(0, false); m != nil {
+			return m, OutcomeBalanced
+		}
+		return nil, OutcomeNone
+	}
+	slots := g.slots
+	for i := range slots {
+		m := g.Members[slots[(n+uint64(i))%uint64(len(slots))]]
+		if m.State.UsableNew() {
+			return m, OutcomeBalanced
+		}
+	}
+	for _, m := range g.Members {
+		if m.State.UsableBound() {
+			return m, OutcomeBalanced
+		}
+	}
+	return nil, OutcomeNone
+}
+
+// leastRequests scans from start so that ties rotate.
+func (g *Group) leastRequests(start int, fresh bool) *Member {
+	var best *Member
+	var bestLoad float64
+	for i := range g.Members {
+		m := g.Members[(start+i)%len(g.Members)]
+		if fresh && !m.State.UsableNew() || !fresh && !m.State.UsableBound() {
+			continue
+		}
+		load := float64(m.State.Inflight.Load()+1) / float64(m.Weight)
+		if best == nil || load < bestLoad {
+			best, bestLoad = m, load
+		}
+	}
+	return best
+}
+
+// mix is the 64-bit finalizer of MurmurHash3: it spreads keyHash^seed so that
+// rendezvous scores of one key are independent across members.
+func mix(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
