@@ -105,7 +105,7 @@ func (c *Cache) Lookup(keyHash uint64) (uint32, bool) {
 		return 0, false
 	}
 	num, at := unpack(v)
-	if now := c.now.Load(); now-at > c.refreshAt {
+	if now := c.now.Load(); now-at >= c.refreshAt {
 		c.refreshes.Add(1)
 		c.set(keyHash, pack(num, now))
 	}
