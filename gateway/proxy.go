@@ -58,6 +58,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	st.Inflight.Add(-1)
 	if err != nil {
 		st.Failures.Add(1)
+		if kindOf(err) == kindHeaderTooLarge {
+			err = errMemberHeaderTooLarge // the member's answer, not the client's request: 502, not 431
+		}
 		s.fail(ctx, snap, start, g, m, outcome, err)
 		return
 	}
@@ -80,6 +83,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
 	// The member connection is ours to keep alive, whatever the client asked for.
 	req.Header.ResetConnectionClose()
 	removeHopHeaders(&req.Header)
+	keepTarget(req)
 
 	var buf [256]byte
 	b := buf[:0]
@@ -97,6 +101,47 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
 	if host := req.Header.Host(); len(host) > 0 {
 		req.Header.SetBytesKV(strXForwardedHost, host)
 	}
+}
+
+// keepTarget makes fasthttp's client send the Host header and the request target as
+// received. The client rebuilds both from req.URI(), which it parses from them: it would
+// replace Host with the parsed (lower-cased) host, and it reads a target that starts
+// with "//" and holds "://" ("//a/x?u=http://b/") as scheme-relative, sending another
+// host and path than the ones the group was matched on. The parse is the one the client
+// makes anyway; the path and query are put back only when it changed them.
+func keepTarget(req *fasthttp.Request) {
+	req.UseHostHeader = true
+	raw := req.Header.RequestURI()
+	path := router.PeekPath(raw)
+	if len(path) == 0 {
+		return // "*" or an authority: nothing the parse can move
+	}
+	u := req.URI()
+	if string(u.PathOriginal()) != string(path) {
+		u.SetPathBytes(path)
+	}
+	if q := rawQuery(raw); string(u.QueryString()) != string(q) {
+		u.SetQueryStringBytes(q)
+	}
+}
+
+// rawQuery returns the query of a raw request target: after the first '?', up to a '#'.
+func rawQuery(raw []byte) []byte {
+	for i, c := range raw {
+		switch c {
+		case '#':
+			return nil
+		case '?':
+			q := raw[i+1:]
+			for j, c := range q {
+				if c == '#' {
+					return q[:j]
+				}
+			}
+			return q
+		}
+	}
+	return nil
 }
 
 // appendRemoteIP appends the client's IP without allocating (net.IP.String would).
@@ -197,6 +242,9 @@ var (
 	errNoGroup      = errors.New("gateway: no target group for host and path")
 	errNoMember     = errors.New("gateway: no usable member in group")
 	errBodyTooLarge = errors.New("gateway: request body larger than server.max_body_bytes")
+	// errMemberHeaderTooLarge is a member response head that does not fit the member
+	// client's read buffer (max(server.max_header_bytes, 8192)).
+	errMemberHeaderTooLarge = errors.New("gateway: member response head too large")
 )
 
 // kindOf classifies an error from the request path or from fasthttp.

@@ -292,6 +292,9 @@ func (s *Server) ListenAdmin() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: admin.listen %s: %w", addr, err)
 	}
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
 	return ln, nil
 }
 
@@ -306,6 +309,13 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 			err = e
 		}
 	}
+	// fasthttp closes only the listeners its Serve has registered; a Shutdown that wins
+	// the race with Serve (a stop right at startup) would leave Serve accepting forever.
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		ln.Close() //nolint:errcheck // most are closed already
+	}
+	s.mu.Unlock()
 	s.health.Stop()
 	for _, c := range s.snap.Load().clients {
 		c.CloseIdleConnections()

@@ -266,20 +266,22 @@ func ParseBalance(s string) (Balance, bool) {
 func (g *Group) balanced() (*Member, Outcome) {
 	n := g.rr.Add(1)
 	if g.balance == BalanceLeastRequests {
-		if m := g.leastRequests(int(n%uint64(len(g.Members))), true); m != nil {
+		if m := g.leastRequests(n, true); m != nil {
 			return m, OutcomeBalanced
 		}
-		if m := g.leastRequests(0, false); m != nil {
+		if m := g.leastRequests(n, false); m != nil {
 			return m, OutcomeBalanced
 		}
 		return nil, OutcomeNone
 	}
-	slots := g.slots
-	for i := range slots {
-		m := g.Members[slots[(n+uint64(i))%uint64(len(slots))]]
-		if m.State.UsableNew() {
-			return m, OutcomeBalanced
-		}
+	if m := g.Members[g.slots[n%uint64(len(g.slots))]]; m.State.UsableNew() {
+		return m, OutcomeBalanced
+	}
+	// The slot's member takes no new session. Handing its turn to the next slot would
+	// give one neighbour its whole share (TestPickRoundRobin); spread it over the members
+	// that do take new sessions, by weight, instead.
+	if idx := g.rendezvous(mix(n), true); idx >= 0 {
+		return g.Members[idx], OutcomeBalanced
 	}
 	for _, m := range g.Members {
 		if m.State.UsableBound() {
@@ -289,21 +291,44 @@ func (g *Group) balanced() (*Member, Outcome) {
 	return nil, OutcomeNone
 }
 
-// leastRequests scans from start so that ties rotate.
-func (g *Group) leastRequests(start int, fresh bool) *Member {
-	var best *Member
+// leastRequests returns a usable member with the lowest load; ties go to the
+// (n mod ties)-th tied member in member order, so that they rotate evenly over the
+// usable members only. Starting a scan at member n mod len instead would hand an
+// unusable member's turns to its neighbour (TestPickLeastRequestsTiesRotate).
+func (g *Group) leastRequests(n uint64, fresh bool) *Member {
+	var first *Member
 	var bestLoad float64
-	for i := range g.Members {
-		m := g.Members[(start+i)%len(g.Members)]
+	ties := uint64(0)
+	for _, m := range g.Members {
 		if fresh && !m.State.UsableNew() || !fresh && !m.State.UsableBound() {
 			continue
 		}
-		load := float64(m.State.Inflight.Load()+1) / float64(m.Weight)
-		if best == nil || load < bestLoad {
-			best, bestLoad = m, load
+		switch load := memberLoad(m); {
+		case first == nil || load < bestLoad:
+			first, bestLoad, ties = m, load, 1
+		case load == bestLoad:
+			ties++
 		}
 	}
-	return best
+	if ties <= 1 {
+		return first
+	}
+	k := n % ties
+	for _, m := range g.Members {
+		if fresh && !m.State.UsableNew() || !fresh && !m.State.UsableBound() || memberLoad(m) != bestLoad {
+			continue
+		}
+		if k == 0 {
+			return m
+		}
+		k--
+	}
+	return first // loads changed between the two scans
+}
+
+// memberLoad is the member's load counting the request being placed.
+func memberLoad(m *Member) float64 {
+	return float64(m.State.Inflight.Load()+1) / float64(m.Weight)
 }
 
 // mix is the 64-bit finalizer of MurmurHash3: it spreads keyHash^seed so that

@@ -1,0 +1,148 @@
+//go:build !race
+
+package router
+
+import "testing"
+
+// The request path must not allocate (STYLE.md, hot-path rule 1). These guards run in
+// the non-race build: make test runs them with go test -run Allocs.
+
+func TestAllocsExtract(t *testing.T) {
+	f := newHotFixture(t, BalanceRoundRobin)
+	cases := []struct {
+		name    string
+		cookies [][]byte
+		uri     []byte
+		src     Source
+	}{
+		{"cookie", hotCookieHdrs, hotURI, SourceCookie},
+		{"path_param", nil, hotURI, SourcePathParam},
+		{"query", nil, hotURINoCookie, SourceQuery},
+		{"none", [][]byte{[]byte("lang=en-US; theme=dark")}, []byte("/fb/account?x=1"), SourceNone},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, src := f.tab.Key.Extract(c.cookies, c.uri, nil); src != c.src {
+				t.Fatalf("Extract source = %v, want %v", src, c.src)
+			}
+			if n := testing.AllocsPerRun(1000, func() {
+				sinkBytes, sinkSource = f.tab.Key.Extract(c.cookies, c.uri, nil)
+			}); n != 0 {
+				t.Fatalf("Extract(%s) allocates %v times per run, want 0", c.name, n)
+			}
+		})
+	}
+	t.Run("peekers", func(t *testing.T) {
+		name, param := []byte("JSESSIONID"), []byte("jsessionid")
+		if n := testing.AllocsPerRun(1000, func() {
+			sinkBytes, _ = PeekCookie(hotCookieHdr, name)
+			sinkBytes = PeekPathParam(PeekPath(hotURI), param)
+			sinkBytes = PeekQuery(hotURINoCookie, param, true)
+		}); n != 0 {
+			t.Fatalf("PeekCookie, PeekPath, PeekPathParam, PeekQuery allocate %v times per run, want 0", n)
+		}
+	})
+}
+
+func TestAllocsPeekRoutes(t *testing.T) {
+	f := newHotFixture(t, BalanceRoundRobin)
+	cases := []struct {
+		name   string
+		key    []byte
+		format Format
+		want   int // sum of member indexes named
+	}{
+		{"websphere_3clone", hotWebSphere, FormatWebSphere, 0 + 1 + 2},
+		{"websphere_3clone_auto", hotWebSphere, FormatAuto, 0 + 1 + 2},
+		{"tomcat", hotTomcat, FormatTomcat, 1},
+		{"tomcat_auto", hotTomcat, FormatAuto, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := decodeAll(f.g, c.key, c.format); got != c.want {
+				t.Fatalf("decodeAll(%q) = %d, want %d", c.key, got, c.want)
+			}
+			if n := testing.AllocsPerRun(1000, func() {
+				sinkInt = decodeAll(f.g, c.key, c.format)
+			}); n != 0 {
+				t.Fatalf("PeekRoutes + NextRoute + MemberByRoute (%s) allocate %v times per run, want 0", c.name, n)
+			}
+		})
+	}
+}
+
+func TestAllocsMatch(t *testing.T) {
+	f := newHotFixture(t, BalanceRoundRobin)
+	cases := []struct {
+		name string
+		host []byte
+		uri  []byte
+		want string
+	}{
+		{"exact", hotHost, hotURI, "fb"},
+		{"exact_upper_case", []byte("APP.Example.com:8080"), hotURI, "fb"},
+		{"wildcard", []byte("shop.example.com"), hotURI, "wild"},
+		{"any_host", []byte("[::1]:8080"), hotURI, "default"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := PeekPath(c.uri)
+			if g := f.tab.Match(c.host, path); groupName(g) != c.want {
+				t.Fatalf("Match(%q, %q) = %s, want %s", c.host, path, groupName(g), c.want)
+			}
+			if n := testing.AllocsPerRun(1000, func() {
+				sinkGroup = f.tab.Match(c.host, PeekPath(c.uri))
+			}); n != 0 {
+				t.Fatalf("Match(%q) allocates %v times per run, want 0", c.host, n)
+			}
+		})
+	}
+}
+
+func TestAllocsPick(t *testing.T) {
+	for _, balance := range []Balance{BalanceRoundRobin, BalanceLeastRequests} {
+		for _, c := range hotPickCases {
+			name := c.name
+			if balance == BalanceLeastRequests {
+				if c.outcome != OutcomeBalanced {
+					continue
+				}
+				name += "_least_requests"
+			}
+			t.Run(name, func(t *testing.T) {
+				g, h := c.prepare(t, balance)
+				if n := testing.AllocsPerRun(1000, func() {
+					sinkMember, sinkOutcome = g.Pick(c.key, h)
+				}); n != 0 {
+					t.Fatalf("Pick(%s) allocates %v times per run, want 0", name, n)
+				}
+			})
+		}
+	}
+}
+
+func TestAllocsHotPath(t *testing.T) {
+	f := newHotFixture(t, BalanceRoundRobin)
+	cases := []struct {
+		name    string
+		cookies [][]byte
+		uri     []byte
+		want    Outcome
+	}{
+		{"cookie_route", hotCookieHdrs, hotURI, OutcomeRoute},
+		{"path_param_route", nil, hotURI, OutcomeRoute},
+		{"no_key", nil, []byte("/fb/account?x=1"), OutcomeBalanced},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if m, o := hotPath(f.tab, hotHost, c.uri, c.cookies); m == nil || o != c.want {
+				t.Fatalf("hotPath = %s, %v; want a member, %v", memberID(m), o, c.want)
+			}
+			if n := testing.AllocsPerRun(1000, func() {
+				sinkMember, sinkOutcome = hotPath(f.tab, hotHost, c.uri, c.cookies)
+			}); n != 0 {
+				t.Fatalf("Match + Extract + HashKey + Pick (%s) allocate %v times per run, want 0", c.name, n)
+			}
+		})
+	}
+}

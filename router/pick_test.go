@@ -1,0 +1,634 @@
+package router
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// mapStore is a learned-session store for tests: key hash to member number.
+type mapStore map[uint64]uint32
+
+func (s mapStore) Lookup(keyHash uint64) (uint32, bool) {
+	num, ok := s[keyHash]
+	return num, ok
+}
+
+// pickFixture is one group of members m1..mn with routes clone1..clonen.
+type pickFixture struct {
+	tab   *Table
+	g     *Group
+	store mapStore
+}
+
+// newPickFixture builds a group with one member per weight and the resolver chain
+// [route, learned, hash] (hashed) or [route, learned].
+func newPickFixture(t testing.TB, hashed bool, balance Balance, weights ...int) *pickFixture {
+	t.Helper()
+	f := &pickFixture{store: mapStore{}}
+	chain := []Link{RouteResolver(FormatAuto), LearnedResolver(f.store)}
+	if hashed {
+		chain = append(chain, HashResolver())
+	}
+	ms := make([]MemberSpec, len(weights))
+	for i, w := range weights {
+		n := strconv.Itoa(i + 1)
+		ms[i] = MemberSpec{ID: "m" + n, Addr: "10.0.0." + n + ":8080", Route: "clone" + n, Weight: w}
+	}
+	f.tab = mustTable(t, Spec{
+		Groups:  []GroupSpec{{Name: "app", Members: ms}},
+		Key:     KeySpec{Cookies: [][]byte{[]byte("JSESSIONID")}},
+		Balance: balance,
+		Chain:   chain,
+	}, NewStates())
+	f.g = f.tab.Groups[0]
+	return f
+}
+
+// m returns the member with the given id.
+func (f *pickFixture) m(id string) *Member {
+	for _, m := range f.g.Members {
+		if m.ID == id {
+			return m
+		}
+	}
+	panic("BUG: no member " + id)
+}
+
+func (f *pickFixture) down(ids ...string) {
+	for _, id := range ids {
+		f.m(id).State.SetHealthy(false)
+	}
+}
+
+func (f *pickFixture) admin(a Admin, ids ...string) {
+	for _, id := range ids {
+		f.m(id).State.SetAdmin(a)
+	}
+}
+
+// learn binds key to the member with the given id, as the gateway does on Set-Cookie.
+func (f *pickFixture) learn(key, id string) {
+	f.store[HashKey([]byte(key))] = f.m(id).State.Num()
+}
+
+func memberID(m *Member) string {
+	if m == nil {
+		return "<nil>"
+	}
+	return m.ID
+}
+
+func TestPick(t *testing.T) {
+	const (
+		ws3      = wsID + ":clone1:clone2:clone3"
+		ws1      = wsID + ":clone1"
+		unknown  = wsID + ":clone9"
+		unbound  = tomcatID // no route at all
+		tomcat3  = tomcatID + ".clone3"
+		wsPlus   = wsID + "+clone2+clone1"
+		wsPct    = wsID + "%3Aclone4%3aclone1"
+		viaHash  = "hash" // want: the key's rendezvous member after setup
+		nobodyID = "<nil>"
+	)
+	tests := []struct {
+		name    string
+		setup   func(f *pickFixture)
+		key     string
+		want    string   // member id, viaHash or nobodyID
+		notIn   []string // with viaHash: members that must not be chosen
+		outcome Outcome
+	}{
+		{"websphere first clone", nil, ws3, "m1", nil, OutcomeRoute},
+		{"websphere plus separators", nil, wsPlus, "m2", nil, OutcomeRoute},
+		{"websphere encoded colon", nil, wsPct, "m4", nil, OutcomeRoute},
+		{"tomcat jvmRoute", nil, tomcat3, "m3", nil, OutcomeRoute},
+		{"first clone down: second clone", func(f *pickFixture) { f.down("m1") }, ws3, "m2", nil, OutcomeMoved},
+		{"first two clones down: third clone", func(f *pickFixture) { f.down("m1", "m2") }, ws3, "m3", nil, OutcomeMoved},
+		{"first clone in maintenance: second clone", func(f *pickFixture) { f.admin(AdminMaint, "m1") }, ws3, "m2", nil, OutcomeMoved},
+		{"all clones down: rendezvous over the rest", func(f *pickFixture) { f.down("m1", "m2", "m3") },
+			ws3, viaHash, []string{"m1", "m2", "m3"}, OutcomeMoved},
+		{"only clone down: rendezvous over the rest", func(f *pickFixture) { f.down("m1") },
+			ws1, viaHash, []string{"m1"}, OutcomeMoved},
+		{"tomcat route down: rendezvous over the rest", func(f *pickFixture) { f.down("m3") },
+			tomcat3, viaHash, []string{"m3"}, OutcomeMoved},
+		{"unknown first clone: later clone is a route hit", nil, wsID + ":clone9:clone2", "m2", nil, OutcomeRoute},
+		{"unknown route: learned", func(f *pickFixture) { f.learn(unknown, "m4") }, unknown, "m4", nil, OutcomeLearned},
+		{"no route: learned", func(f *pickFixture) { f.learn(unbound, "m5") }, unbound, "m5", nil, OutcomeLearned},
+		{"unknown route, not learned: hash", nil, unknown, viaHash, nil, OutcomeHash},
+		{"no route, not learned: hash", nil, unbound, viaHash, nil, OutcomeHash},
+		{"route beats learned", func(f *pickFixture) { f.learn(ws3, "m5") }, ws3, "m1", nil, OutcomeRoute},
+		{"learned member down: moved", func(f *pickFixture) { f.learn(unbound, "m5"); f.down("m5") },
+			unbound, viaHash, []string{"m5"}, OutcomeMoved},
+		{"learned member in maintenance: moved", func(f *pickFixture) { f.learn(unbound, "m5"); f.admin(AdminMaint, "m5") },
+			unbound, viaHash, []string{"m5"}, OutcomeMoved},
+		{"learned member draining: still bound", func(f *pickFixture) { f.learn(unbound, "m5"); f.admin(AdminDrain, "m5") },
+			unbound, "m5", nil, OutcomeLearned},
+		{"route down, learned usable: moved to learned", func(f *pickFixture) { f.down("m1"); f.learn(ws1, "m4") },
+			ws1, "m4", nil, OutcomeMoved},
+		{"learned number of another table's member: hash", func(f *pickFixture) { f.store[HashKey([]byte(unbound))] = 999 },
+			unbound, viaHash, nil, OutcomeHash},
+		{"draining first clone keeps its sessions", func(f *pickFixture) { f.admin(AdminDrain, "m1") }, ws3, "m1", nil, OutcomeRoute},
+		{"draining and down first clone: second clone", func(f *pickFixture) { f.admin(AdminDrain, "m1"); f.down("m1") },
+			ws3, "m2", nil, OutcomeMoved},
+		{"maintenance member serves no route", func(f *pickFixture) { f.admin(AdminMaint, "m1") },
+			ws1, viaHash, []string{"m1"}, OutcomeMoved},
+		{"empty key: balanced", nil, "", viaHash, nil, OutcomeBalanced},
+		{"all down: route key", func(f *pickFixture) { f.down("m1", "m2", "m3", "m4", "m5") }, ws3, nobodyID, nil, OutcomeNone},
+		{"all down: unbound key", func(f *pickFixture) { f.down("m1", "m2", "m3", "m4", "m5") }, unbound, nobodyID, nil, OutcomeNone},
+		{"all down: learned key", func(f *pickFixture) { f.learn(unbound, "m2"); f.down("m1", "m2", "m3", "m4", "m5") },
+			unbound, nobodyID, nil, OutcomeNone},
+		{"all down: empty key", func(f *pickFixture) { f.down("m1", "m2", "m3", "m4", "m5") }, "", nobodyID, nil, OutcomeNone},
+		{"all in maintenance: unbound key", func(f *pickFixture) { f.admin(AdminMaint, "m1", "m2", "m3", "m4", "m5") },
+			unbound, nobodyID, nil, OutcomeNone},
+		{"only a draining member left: unbound key hashed to it", func(f *pickFixture) {
+			f.down("m1", "m2", "m3", "m4")
+			f.admin(AdminDrain, "m5")
+		}, unbound, "m5", nil, OutcomeHash},
+		{"only a draining member left: empty key balanced to it", func(f *pickFixture) {
+			f.down("m1", "m2", "m3", "m4")
+			f.admin(AdminDrain, "m5")
+		}, "", "m5", nil, OutcomeBalanced},
+		{"only a draining member left: route key moved to it", func(f *pickFixture) {
+			f.down("m1", "m2", "m3", "m4")
+			f.admin(AdminDrain, "m5")
+		}, ws1, "m5", nil, OutcomeMoved},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newPickFixture(t, true, BalanceRoundRobin, 1, 1, 1, 1, 1)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			key := []byte(tc.key)
+			h := HashKey(key)
+			m, o := f.g.Pick(key, h)
+			got := memberID(m)
+			switch tc.want {
+			case viaHash:
+				if m == nil || slices.Contains(tc.notIn, got) {
+					t.Errorf("Pick(%q) = %s, %v; want a member other than %q, %v", tc.key, got, o, tc.notIn, tc.outcome)
+				}
+				if len(key) > 0 {
+					if want := f.g.Members[f.g.Rendezvous(h)].ID; got != want {
+						t.Errorf("Pick(%q) = %s, %v; want the key's rendezvous member %s", tc.key, got, o, want)
+					}
+				}
+			default:
+				if got != tc.want {
+					t.Errorf("Pick(%q) = %s, %v; want %s, %v", tc.key, got, o, tc.want, tc.outcome)
+				}
+			}
+			if o != tc.outcome {
+				t.Errorf("Pick(%q) = %s, %v; want outcome %v", tc.key, got, o, tc.outcome)
+			}
+		})
+	}
+}
+
+func TestPickWithoutHash(t *testing.T) {
+	f := newPickFixture(t, false, BalanceRoundRobin, 1, 1, 1)
+	if m, o := f.g.Pick([]byte(wsID+":clone2"), HashKey([]byte(wsID+":clone2"))); memberID(m) != "m2" || o != OutcomeRoute {
+		t.Errorf("Pick(route clone2) = %s, %v; want m2, route", memberID(m), o)
+	}
+	f.learn(tomcatID, "m3")
+	if m, o := f.g.Pick([]byte(tomcatID), HashKey([]byte(tomcatID))); memberID(m) != "m3" || o != OutcomeLearned {
+		t.Errorf("Pick(learned) = %s, %v; want m3, learned", memberID(m), o)
+	}
+	// Unbound keys are balanced like keyless requests: round robin visits every member.
+	seen := map[string]int{}
+	for i := range 300 {
+		key := []byte(fmt.Sprintf("%s%06d", tomcatID[:26], i))
+		m, o := f.g.Pick(key, HashKey(key))
+		if o != OutcomeBalanced || m == nil {
+			t.Fatalf("Pick(%q) = %s, %v; want a member, balanced", key, memberID(m), o)
+		}
+		seen[m.ID]++
+	}
+	if seen["m1"] != 100 || seen["m2"] != 100 || seen["m3"] != 100 {
+		t.Errorf("unbound keys per member = %v, want 100 each", seen)
+	}
+	// A bound key whose member is down still moves by rendezvous, not by the balancer.
+	f.down("m2")
+	key := []byte(wsID + ":clone2")
+	h := HashKey(key)
+	m, o := f.g.Pick(key, h)
+	if o != OutcomeMoved || m == nil || m.ID == "m2" || m != f.g.Members[f.g.Rendezvous(h)] {
+		t.Errorf("Pick(route to down m2) = %s, %v; want its rendezvous member, moved", memberID(m), o)
+	}
+	f.down("m1", "m3")
+	if m, o := f.g.Pick([]byte(tomcatID+"x"), HashKey([]byte(tomcatID+"x"))); m != nil || o != OutcomeNone {
+		t.Errorf("Pick(unbound, all down) = %s, %v; want <nil>, none", memberID(m), o)
+	}
+}
+
+func TestPickDrainGetsNoNewKeys(t *testing.T) {
+	f := newPickFixture(t, true, BalanceRoundRobin, 1, 1, 1, 1, 1)
+	f.admin(AdminDrain, "m1")
+	if m, o := f.g.Pick([]byte(wsID+":clone1"), HashKey([]byte(wsID+":clone1"))); memberID(m) != "m1" || o != OutcomeRoute {
+		t.Errorf("Pick(route to draining m1) = %s, %v; want m1, route", memberID(m), o)
+	}
+	counts := map[string]int{}
+	for i := range 2000 {
+		key := testKey(i)
+		m, o := f.g.Pick(key, HashKey(key))
+		if o != OutcomeHash {
+			t.Fatalf("Pick(%q) outcome = %v, want hash", key, o)
+		}
+		counts[memberID(m)]++
+		if m, o := f.g.Pick(nil, 0); memberID(m) == "m1" {
+			t.Fatalf("Pick(no key) = m1, %v; a draining member must get no new sessions", o)
+		}
+	}
+	if counts["m1"] != 0 {
+		t.Errorf("draining m1 got %d of 2000 new hashed keys, want 0 (all: %v)", counts["m1"], counts)
+	}
+	for _, id := range []string{"m2", "m3", "m4", "m5"} {
+		if counts[id] == 0 {
+			t.Errorf("%s got no hashed key (all: %v)", id, counts)
+		}
+	}
+}
+
+func TestPickMaintServesNothing(t *testing.T) {
+	f := newPickFixture(t, true, BalanceRoundRobin, 1, 1, 1)
+	f.admin(AdminMaint, "m2")
+	f.learn(tomcatID, "m2")
+	keys := [][]byte{[]byte(wsID + ":clone2"), []byte(tomcatID + ".clone2"), []byte(tomcatID), nil}
+	for i := range 1000 {
+		keys = append(keys, testKey(i))
+	}
+	for _, key := range keys {
+		if m, o := f.g.Pick(key, HashKey(key)); m == nil || m.ID == "m2" {
+			t.Fatalf("Pick(%q) = %s, %v; want a member other than m2 (maint)", key, memberID(m), o)
+		}
+	}
+}
+
+func TestPickRoundRobin(t *testing.T) {
+	tests := []struct {
+		name    string
+		weights []int
+		setup   func(f *pickFixture)
+		picks   int
+		want    map[string]int
+		tol     float64 // allowed relative deviation from want; 0: exact
+	}{
+		{"equal weights", []int{1, 1, 1}, nil, 300, map[string]int{"m1": 100, "m2": 100, "m3": 100}, 0},
+		{"weights 1 and 3", []int{1, 3}, nil, 400, map[string]int{"m1": 100, "m2": 300}, 0},
+		{"weights 2 and 4 reduce to 1 and 2", []int{2, 4}, nil, 300, map[string]int{"m1": 100, "m2": 200}, 0},
+		// A member that takes no new session has its share spread over the others by
+		// weight, not handed to the member in the next slot.
+		{"down member's share spread evenly", []int{1, 1, 1}, func(f *pickFixture) { f.down("m2") }, 3000,
+			map[string]int{"m1": 1500, "m3": 1500}, 0.1},
+		{"draining member's share spread evenly", []int{1, 1, 1}, func(f *pickFixture) { f.admin(AdminDrain, "m3") }, 3000,
+			map[string]int{"m1": 1500, "m2": 1500}, 0.1},
+		{"down member's share spread by weight", []int{1, 1, 3}, func(f *pickFixture) { f.down("m1") }, 5000,
+			map[string]int{"m2": 1250, "m3": 3750}, 0.1},
+		{"two of five down", []int{1, 1, 1, 1, 1}, func(f *pickFixture) { f.down("m2", "m3") }, 6000,
+			map[string]int{"m1": 2000, "m4": 2000, "m5": 2000}, 0.1},
+		{"only draining members left", []int{1, 1}, func(f *pickFixture) { f.admin(AdminDrain, "m1", "m2") }, 10,
+			map[string]int{"m1": 10}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newPickFixture(t, true, BalanceRoundRobin, tc.weights...)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			got := map[string]int{}
+			for range tc.picks {
+				m, o := f.g.Pick(nil, 0)
+				if m == nil || o != OutcomeBalanced {
+					t.Fatalf("Pick(no key) = %s, %v; want a member, balanced", memberID(m), o)
+				}
+				got[m.ID]++
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d keyless picks = %v, want %v", tc.picks, got, tc.want)
+			}
+			for id, want := range tc.want {
+				if d := float64(got[id] - want); d > tc.tol*float64(want) || -d > tc.tol*float64(want) {
+					t.Errorf("%d keyless picks = %v, want %v (±%.0f%%)", tc.picks, got, tc.want, tc.tol*100)
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestPickRoundRobinSmooth(t *testing.T) {
+	// Weights 1 and 3: every window of four picks has exactly one m1, never m1 twice in a row.
+	f := newPickFixture(t, true, BalanceRoundRobin, 1, 3)
+	var seq []string
+	for range 40 {
+		m, _ := f.g.Pick(nil, 0)
+		seq = append(seq, memberID(m))
+	}
+	for i := 0; i+4 <= len(seq); i++ {
+		if n := countOf(seq[i:i+4], "m1"); n != 1 {
+			t.Fatalf("picks %v: window %d has %d of m1, want 1", seq, i, n)
+		}
+	}
+}
+
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPickLeastRequests(t *testing.T) {
+	tests := []struct {
+		name     string
+		weights  []int
+		inflight []int64
+		setup    func(f *pickFixture)
+		want     string
+	}{
+		{"fewest in flight", []int{1, 1, 1}, []int64{5, 2, 7}, nil, "m2"},
+		{"per weight", []int{1, 2, 1}, []int64{3, 5, 4}, nil, "m2"},
+		{"weight outweighs count", []int{1, 4}, []int64{2, 6}, nil, "m2"},
+		{"down member skipped", []int{1, 1, 1}, []int64{5, 0, 7}, func(f *pickFixture) { f.down("m2") }, "m1"},
+		{"draining member skipped", []int{1, 1, 1}, []int64{5, 0, 7}, func(f *pickFixture) { f.admin(AdminDrain, "m2") }, "m1"},
+		{"only draining members left", []int{1, 1, 1}, []int64{5, 3, 7},
+			func(f *pickFixture) { f.down("m1"); f.admin(AdminDrain, "m2", "m3") }, "m2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newPickFixture(t, true, BalanceLeastRequests, tc.weights...)
+			for i, n := range tc.inflight {
+				f.g.Members[i].State.Inflight.Store(n)
+			}
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			for range 10 {
+				if m, o := f.g.Pick(nil, 0); memberID(m) != tc.want || o != OutcomeBalanced {
+					t.Fatalf("Pick(no key) with in flight %v, weights %v = %s, %v; want %s, balanced",
+						tc.inflight, tc.weights, memberID(m), o, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestPickLeastRequestsTiesRotate(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(f *pickFixture)
+		want  map[string]int
+	}{
+		{"all idle", nil, map[string]int{"m1": 100, "m2": 100, "m3": 100}},
+		{"idle, middle member down", func(f *pickFixture) { f.down("m2") }, map[string]int{"m1": 150, "m3": 150}},
+		{"idle, first member draining", func(f *pickFixture) { f.admin(AdminDrain, "m1") }, map[string]int{"m2": 150, "m3": 150}},
+		{"one busy member", func(f *pickFixture) { f.m("m3").State.Inflight.Store(4) }, map[string]int{"m1": 150, "m2": 150}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newPickFixture(t, true, BalanceLeastRequests, 1, 1, 1)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			got := map[string]int{}
+			for range 300 {
+				m, _ := f.g.Pick(nil, 0)
+				got[memberID(m)]++
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("300 least_requests picks = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	f := newPickFixture(t, true, BalanceLeastRequests, 1, 1, 1)
+	f.down("m1", "m2", "m3")
+	if m, o := f.g.Pick(nil, 0); m != nil || o != OutcomeNone {
+		t.Errorf("Pick(no key, all down) = %s, %v; want <nil>, none", memberID(m), o)
+	}
+}
+
+// testKey returns the i-th of a deterministic set of Tomcat-style session keys without route.
+func testKey(i int) []byte {
+	return []byte(fmt.Sprintf("%026X%06d", uint64(i)*0x9E3779B97F4A7C15, i))
+}
+
+const rendezvousKeys = 10000
+
+// hashOwners returns the member id each test key hashes to.
+func hashOwners(t *testing.T, g *Group) []string {
+	t.Helper()
+	owners := make([]string, rendezvousKeys)
+	for i := range owners {
+		key := testKey(i)
+		m, o := g.Pick(key, HashKey(key))
+		if m == nil || o != OutcomeHash {
+			t.Fatalf("Pick(%q) = %s, %v; want a member, hash", key, memberID(m), o)
+		}
+		owners[i] = m.ID
+	}
+	return owners
+}
+
+func hashSpec(ms []MemberSpec) Spec {
+	return Spec{Groups: []GroupSpec{{Name: "app", Members: ms}}, Chain: []Link{HashResolver()}}
+}
+
+func TestRendezvousDeterministic(t *testing.T) {
+	spec := hashSpec(members(5))
+	a := hashOwners(t, mustTable(t, spec, NewStates()).Groups[0])
+	b := hashOwners(t, mustTable(t, spec, NewStates()).Groups[0])
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("key %q: table 1 picks %s, table 2 picks %s; want the same", testKey(i), a[i], b[i])
+		}
+	}
+	// The chain in front of hash does not change the hashed member of an unbound key.
+	f := newPickFixture(t, true, BalanceRoundRobin, 1, 1, 1, 1, 1)
+	c := hashOwners(t, f.g)
+	for i := range a {
+		if a[i] != c[i] {
+			t.Fatalf("key %q: hash-only chain picks %s, full chain picks %s; want the same", testKey(i), a[i], c[i])
+		}
+	}
+}
+
+func TestRendezvousStability(t *testing.T) {
+	const n = 5
+	for _, weights := range [][]int{{1, 1, 1, 1, 1}, {2, 1, 3, 1, 1}} {
+		ms := members(n)
+		for i := range ms {
+			ms[i].Weight = weights[i]
+		}
+		spec := hashSpec(ms)
+		before := hashOwners(t, mustTable(t, spec, NewStates()).Groups[0])
+		for gone := range n {
+			goneID := ms[gone].ID
+			rest := slices.Delete(slices.Clone(ms), gone, gone+1)
+
+			down := mustTable(t, spec, NewStates())
+			down.Members[gone].State.SetHealthy(false)
+			removed := mustTable(t, hashSpec(rest), NewStates())
+
+			for _, v := range []struct {
+				how string
+				g   *Group
+			}{{"marked down", down.Groups[0]}, {"removed", removed.Groups[0]}} {
+				t.Run(fmt.Sprintf("weights %v, %s %s", weights, goneID, v.how), func(t *testing.T) {
+					after := hashOwners(t, v.g)
+					moved := map[string]int{}
+					for i := range before {
+						switch {
+						case before[i] != goneID && after[i] != before[i]:
+							t.Fatalf("key %q moved from %s to %s, but only %s's keys may move",
+								testKey(i), before[i], after[i], goneID)
+						case before[i] == goneID && after[i] == goneID:
+							t.Fatalf("key %q stayed on %s", testKey(i), goneID)
+						case before[i] == goneID:
+							moved[after[i]]++
+						}
+					}
+					for _, m := range rest {
+						if moved[m.ID] == 0 {
+							t.Errorf("survivor %s got none of %s's keys (moved: %v)", m.ID, goneID, moved)
+						}
+					}
+				})
+			}
+			// Back up: every key returns.
+			down.Members[gone].State.SetHealthy(true)
+			if back := hashOwners(t, down.Groups[0]); !slices.Equal(back, before) {
+				t.Errorf("weights %v: after %s came back up, keys did not all return", weights, goneID)
+			}
+		}
+	}
+}
+
+func TestRendezvousDistribution(t *testing.T) {
+	tests := []struct {
+		name    string
+		weights []int
+	}{
+		{"five equal", []int{1, 1, 1, 1, 1}},
+		{"three equal", []int{1, 1, 1}},
+		{"weights 2 and 1", []int{2, 1}},
+		{"weights 2,1,1,1,1", []int{2, 1, 1, 1, 1}},
+		{"weights 1,3,6", []int{1, 3, 6}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ms := members(len(tc.weights))
+			total := 0
+			for i, w := range tc.weights {
+				ms[i].Weight = w
+				total += w
+			}
+			owners := hashOwners(t, mustTable(t, hashSpec(ms), NewStates()).Groups[0])
+			counts := map[string]int{}
+			for _, id := range owners {
+				counts[id]++
+			}
+			for i, m := range ms {
+				want := float64(rendezvousKeys) * float64(tc.weights[i]) / float64(total)
+				if got := float64(counts[m.ID]); got < 0.8*want || got > 1.2*want {
+					t.Errorf("%s (weight %d) got %v of %d keys, want %.0f ±20%% (all: %v)",
+						m.ID, tc.weights[i], got, rendezvousKeys, want, counts)
+				}
+			}
+		})
+	}
+}
+
+func TestPickConcurrent(t *testing.T) {
+	// Run under -race: Pick reads member state while the health checker and the operator
+	// write it.
+	f := newPickFixture(t, true, BalanceRoundRobin, 1, 2, 1)
+	lr := newPickFixture(t, true, BalanceLeastRequests, 1, 2, 1)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 2000 {
+				key := testKey(i + w)
+				if i%3 == 0 {
+					key = []byte(wsID + ":clone1:clone2")
+				}
+				f.g.Pick(key, HashKey(key))
+				f.g.Pick(nil, 0)
+				m, _ := lr.g.Pick(nil, 0)
+				if m != nil {
+					m.State.Inflight.Add(1)
+					m.State.Inflight.Add(-1)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 2000 {
+			f.g.Members[i%3].State.SetHealthy(i%2 == 0)
+			f.g.Members[(i+1)%3].State.SetAdmin(Admin(i % 3))
+		}
+	})
+	wg.Wait()
+}
+
+func TestOutcomeString(t *testing.T) {
+	want := map[Outcome]string{
+		OutcomeNone: "none", OutcomeRoute: "route", OutcomeLearned: "learned",
+		OutcomeHash: "hash", OutcomeBalanced: "balanced", OutcomeMoved: "moved",
+	}
+	for o, s := range want {
+		if got := o.String(); got != s {
+			t.Errorf("Outcome(%d).String() = %q, want %q", o, got, s)
+		}
+	}
+}
+
+func TestParseBalance(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Balance
+		ok   bool
+	}{
+		{"round_robin", BalanceRoundRobin, true},
+		{"", BalanceRoundRobin, true},
+		{"least_requests", BalanceLeastRequests, true},
+		{"least_conn", BalanceRoundRobin, false},
+		{"Round_Robin", BalanceRoundRobin, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			if got, ok := ParseBalance(tc.in); got != tc.want || ok != tc.ok {
+				t.Errorf("ParseBalance(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestMemberByRoute(t *testing.T) {
+	// Up to eight members are scanned, more are looked up in the map: both agree.
+	for _, n := range []int{1, 8, 9, 20} {
+		ms := members(n)
+		for i := range ms {
+			ms[i].Route = "clone" + strconv.Itoa(i+1)
+		}
+		g := mustTable(t, hashSpec(ms), NewStates()).Groups[0]
+		for i := range n {
+			if got := g.MemberByRoute([]byte(ms[i].Route)); got != i {
+				t.Errorf("%d members: MemberByRoute(%q) = %d, want %d", n, ms[i].Route, got, i)
+			}
+			if got := g.MemberByNum(g.Members[i].State.Num()); got != i {
+				t.Errorf("%d members: MemberByNum(%d) = %d, want %d", n, g.Members[i].State.Num(), got, i)
+			}
+		}
+		for _, r := range []string{"", "clone0", "clone", "Clone1", "m1"} {
+			if got := g.MemberByRoute([]byte(r)); got != -1 {
+				t.Errorf("%d members: MemberByRoute(%q) = %d, want -1", n, r, got)
+			}
+		}
+	}
+}
