@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -54,7 +55,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	st := m.State
 	st.Requests.Add(1)
 	st.Inflight.Add(1)
-	err := snap.clients[m.Index].Do(req, &ctx.Response)
+	var err error
+	if req.Header.ContentLength() == -1 && req.IsBodyStream() {
+		err = doChunked(snap.clients[m.Index], req, &ctx.Response, snap.maxBody)
+	} else {
+		err = snap.clients[m.Index].Do(req, &ctx.Response)
+	}
 	st.Inflight.Add(-1)
 	if err != nil {
 		st.Failures.Add(1)
@@ -101,6 +107,48 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
 	if host := req.Header.Host(); len(host) > 0 {
 		req.Header.SetBytesKV(strXForwardedHost, host)
 	}
+}
+
+// doChunked forwards a request whose chunked body streams through, stopping it at
+// server.max_body_bytes: the body has no Content-Length to check up front, so its
+// stream is wrapped in a limit, on a copy of the request (fasthttp has no way to wrap
+// the stream of a request in place). Only chunked uploads take this path.
+func doChunked(c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, limit int64) error {
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	req.Header.CopyTo(&out.Header)
+	lr := &limitReader{r: req.BodyStream(), n: limit}
+	out.SetBodyStream(lr, -1)
+	keepTarget(out)
+	err := c.Do(out, resp)
+	if lr.over {
+		return errBodyTooLarge
+	}
+	return err
+}
+
+// limitReader reads at most n bytes of r and fails past them.
+type limitReader struct {
+	r    io.Reader
+	n    int64
+	over bool
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		l.over = true
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > l.n+1 {
+		p = p[:l.n+1] // one byte more than allowed tells "too large" from "exactly n"
+	}
+	k, err := l.r.Read(p)
+	l.n -= int64(k)
+	if l.n < 0 {
+		l.over = true
+		return 0, errBodyTooLarge
+	}
+	return k, err
 }
 
 // keepTarget makes fasthttp's client send the Host header and the request target as

@@ -447,6 +447,9 @@ func TestProxyStatusCodes(t *testing.T) {
 		{"request head too large", "GET /ok/x HTTP/1.1\r\nHost: gw.test\r\nX-Big: " + strings.Repeat("a", 8000) + "\r\n\r\n", 431, "431 Request Header Fields Too Large\n"},
 		{"body too large", "POST /ok/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1001\r\n\r\n" + strings.Repeat("b", 1001), 413, "413 Request Entity Too Large\n"},
 		{"body too large, streamed", "POST /ok/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 6000\r\n\r\n" + strings.Repeat("b", 6000), 413, "413 Request Entity Too Large\n"},
+		{"chunked body within limit", "POST /ok/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(1000), 200, "member=ok\n"},
+		{"chunked body too large", "POST /ok/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(1001), 413, "413 Request Entity Too Large\n"},
+		{"chunked body far too large", "POST /ok/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(100000), 413, "413 Request Entity Too Large\n"},
 		{"malformed request line", "GET\r\nHost: gw.test\r\n\r\n", 400, "400 Bad Request\n"},
 		{"malformed header", "GET /ok/x HTTP/1.1\r\nHost: gw.test\r\nno colon here\r\n\r\n", 400, "400 Bad Request\n"},
 	}
@@ -908,4 +911,16 @@ func TestProxyShutdownBeforeServe(t *testing.T) {
 			t.Errorf("%s still accepts connections after Shutdown", ln.Addr())
 		}
 	}
+}
+
+// chunked encodes n bytes as a chunked body of 700-byte chunks.
+func chunked(n int) string {
+	var b strings.Builder
+	for n > 0 {
+		k := min(n, 700)
+		fmt.Fprintf(&b, "%x\r\n%s\r\n", k, strings.Repeat("c", k))
+		n -= k
+	}
+	b.WriteString("0\r\n\r\n")
+	return b.String()
 }
