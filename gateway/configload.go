@@ -125,6 +125,17 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(data)
 }
 
+// LoadConfigOverride is LoadConfig with override applied to the decoded file before it
+// is validated, so that flags can replace any value of the file (a bad one included)
+// and validation still names the line of the keys that came from the file.
+func LoadConfigOverride(path string, override func(*Config)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parseConfig(data, override)
+}
+
 // ParseConfig decodes a YAML config file over DefaultConfig and validates the result.
 // Decoding is strict: an unknown key, a value of the wrong type or a bad duration is an
 // error naming the line and the field path, such as
@@ -134,7 +145,9 @@ func LoadConfig(path string) (*Config, error) {
 // Validation reports every problem at once (see Validate), each with the line of the
 // key when the file has it. A value left out or given as null keeps its default.
 // The returned Config is valid.
-func ParseConfig(data []byte) (*Config, error) {
+func ParseConfig(data []byte) (*Config, error) { return parseConfig(data, nil) }
+
+func parseConfig(data []byte, override func(*Config)) (*Config, error) {
 	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return nil, yamlError(nil, err)
@@ -166,6 +179,9 @@ func ParseConfig(data []byte) (*Config, error) {
 		}
 	}
 
+	if override != nil {
+		override(&cfg)
+	}
 	problems := cfg.validate()
 	if len(problems) == 0 {
 		return &cfg, nil

@@ -47,19 +47,15 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.IntVar(&f.clientMaxConns, "member-max-conns", d.Client.MaxConns, "most connections to one member, 0 = unlimited (client.max_conns)")
 }
 
-// Load reads the config file (required) and applies the flags that were given, then
-// validates the result.
+// Load reads the config file (required), applies the flags that were given, and
+// validates the result; errors start with the file's path.
 func (f *Flags) Load() (*Config, error) {
 	if f.Config == "" {
 		return nil, fmt.Errorf("gateway: -config: a configuration file is required (see examples/fbdev.yaml)")
 	}
-	cfg, err := LoadConfig(f.Config)
+	cfg, err := LoadConfigOverride(f.Config, f.Apply)
 	if err != nil {
-		return nil, err
-	}
-	f.Apply(cfg)
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", f.Config, err)
 	}
 	return cfg, nil
 }

@@ -795,6 +795,22 @@ func TestProxyFlagsLoad(t *testing.T) {
 			t.Errorf("Listen = %q, want the file's 127.0.0.1:8081", cfg.Listen)
 		}
 	})
+	t.Run("flag replaces a bad file value", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "sessiongate.yaml")
+		bad := strings.Replace(fmt.Sprintf(flagsTestYAML, "127.0.0.1:9"), "listen: 127.0.0.1:8081", "listen: 127.0.0.1:99999", 1)
+		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var f Flags
+		fs := flag.NewFlagSet("sessiongate", flag.ContinueOnError)
+		f.Register(fs)
+		if err := fs.Parse([]string{"-config", path, "-listen", "127.0.0.1:0"}); err != nil {
+			t.Fatal(err)
+		}
+		if cfg, err := f.Load(); err != nil || cfg.Listen != "127.0.0.1:0" {
+			t.Fatalf("Load with a bad file listen and -listen 127.0.0.1:0 = %v, %v; want the flag's value", cfg, err)
+		}
+	})
 	t.Run("bad flag value", func(t *testing.T) {
 		_, err := loadWithFlags(t, "127.0.0.1:9", "-listen", "127.0.0.1:99999")
 		if err == nil || !strings.Contains(err.Error(), "listen") || !strings.Contains(err.Error(), "127.0.0.1:99999") {
