@@ -146,3 +146,30 @@ func TestAllocsHotPath(t *testing.T) {
 		})
 	}
 }
+
+// TestAllocsFailover guards the failover path: Decide moving a session off a down
+// member, Retry choosing the next member, and the bound-session sketch.
+func TestAllocsFailover(t *testing.T) {
+	f := newGroupFixture(t, false, false)
+	key := []byte(wsID + ":clone1")
+	h := HashKey(key)
+	f.down("m1")
+	var d Decision
+	if n := testing.AllocsPerRun(1000, func() { d = f.g.Decide(key, h) }); n != 0 {
+		t.Fatalf("Decide (moved) allocates %v times per run, want 0", n)
+	}
+	if d.Outcome != OutcomeMoved {
+		t.Fatalf("Decide = %s, want moved", d.Outcome)
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		var tried Tried
+		tried.Add(f.g.Members[1])
+		sinkMember = f.g.Retry(h, true, &tried)
+	}); n != 0 {
+		t.Fatalf("Retry allocates %v times per run, want 0", n)
+	}
+	st := f.g.Members[1].State
+	if n := testing.AllocsPerRun(1000, func() { st.SeeSession(h); h++ }); n != 0 {
+		t.Fatalf("SeeSession allocates %v times per run, want 0", n)
+	}
+}

@@ -111,7 +111,7 @@ var hotPickCases = []pickCase{
 	}, hotWebSphere, OutcomeMoved},
 	{"learned", nil, hotLearned, OutcomeLearned},
 	{"learned_down", func(f *hotFixture) { f.g.Members[3].State.SetHealthy(false) }, hotLearned, OutcomeMoved},
-	{"hash", nil, hotUnknown, OutcomeHash},
+	{"unknown_route_hash", nil, hotUnknown, OutcomeMoved},
 	{"hash_no_route", nil, hotUnbound, OutcomeHash},
 	{"balanced", nil, nil, OutcomeBalanced},
 	{"balanced_member_down", func(f *hotFixture) { f.g.Members[1].State.SetHealthy(false) }, nil, OutcomeBalanced},

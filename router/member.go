@@ -1,8 +1,11 @@
 package router
 
 import (
+	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Admin is a member's administrative state, set by the operator.
@@ -38,12 +41,20 @@ func ParseAdmin(s string) (Admin, bool) {
 	return AdminReady, false
 }
 
-// flags layout: bit 0 set = down (failed health); bits 1-2 = Admin.
+// flags layout: bit 0 down (failed active checks); bits 1-2 Admin; bit 3 ejected
+// (passive failures); bit 4 drain deadline passed. A member takes new sessions only
+// when every bit is clear, so UsableNew is one load and one compare.
 const (
-	flagDown   = 1
-	adminShift = 1
-	adminMask  = 3 << adminShift
+	flagDown         = 1
+	adminShift       = 1
+	adminMask        = 3 << adminShift
+	flagEjected      = 1 << 3
+	flagDrainExpired = 1 << 4
 )
+
+// sketchWords sizes the bound-session sketch: 256 words of 64 bits per bucket, a
+// linear-counting bitmap that estimates up to some tens of thousands of sessions.
+const sketchWords = 256
 
 // MemberState is the runtime state of one member, shared by every Table that has a
 // member with its id, so that it survives reloads. All methods are safe for concurrent
@@ -52,7 +63,8 @@ type MemberState struct {
 	id  string
 	num uint32
 
-	flags atomic.Uint32
+	flags      atomic.Uint32
+	drainSince atomic.Int64 // unix nanoseconds when the member entered drain
 
 	// Inflight is the number of requests being proxied to the member now.
 	Inflight atomic.Int64
@@ -60,6 +72,13 @@ type MemberState struct {
 	Requests atomic.Uint64
 	// Failures counts the proxied requests that ended in an error (no response).
 	Failures atomic.Uint64
+	// Consecutive counts failures since the last success (passive health).
+	Consecutive atomic.Uint32
+
+	// sketch holds two buckets of session-key bits: the current window and the one
+	// before; RotateSessions clears the older and makes it current.
+	sketch [2][sketchWords]atomic.Uint64
+	cur    atomic.Uint32
 }
 
 // ID returns the member id the state belongs to.
@@ -69,16 +88,13 @@ func (s *MemberState) ID() string { return s.id }
 // learned-session cache stores it in place of the id.
 func (s *MemberState) Num() uint32 { return s.num }
 
-// Healthy reports the health checker's verdict.
-func (s *MemberState) Healthy() bool { return s.flags.Load()&flagDown == 0 }
-
-// SetHealthy records the health checker's verdict and reports whether it changed.
-func (s *MemberState) SetHealthy(ok bool) bool {
+// setFlag sets or clears bits and reports whether anything changed.
+func (s *MemberState) setFlag(bits uint32, on bool) bool {
 	for {
 		old := s.flags.Load()
-		nf := old | flagDown
-		if ok {
-			nf = old &^ flagDown
+		nf := old &^ bits
+		if on {
+			nf = old | bits
 		}
 		if nf == old {
 			return false
@@ -89,28 +105,118 @@ func (s *MemberState) SetHealthy(ok bool) bool {
 	}
 }
 
+// Healthy reports the active checker's verdict.
+func (s *MemberState) Healthy() bool { return s.flags.Load()&flagDown == 0 }
+
+// SetHealthy records the active checker's verdict and reports whether it changed.
+func (s *MemberState) SetHealthy(ok bool) bool { return s.setFlag(flagDown, !ok) }
+
+// Ejected reports whether passive failures took the member out.
+func (s *MemberState) Ejected() bool { return s.flags.Load()&flagEjected != 0 }
+
+// SetEjected ejects the member or brings it back; it reports whether that changed.
+func (s *MemberState) SetEjected(on bool) bool { return s.setFlag(flagEjected, on) }
+
+// DrainExpired reports whether the member has drained past its deadline, so that its
+// bound sessions move too.
+func (s *MemberState) DrainExpired() bool { return s.flags.Load()&flagDrainExpired != 0 }
+
+// SetDrainExpired marks the drain deadline as passed (or not); it reports a change.
+func (s *MemberState) SetDrainExpired(on bool) bool { return s.setFlag(flagDrainExpired, on) }
+
 // Admin returns the administrative state.
 func (s *MemberState) Admin() Admin { return Admin(s.flags.Load() & adminMask >> adminShift) }
 
-// SetAdmin sets the administrative state.
+// SetAdmin sets the administrative state. Entering drain starts the drain clock; any
+// change clears an expired drain. It is for the operator's path, not the request path.
 func (s *MemberState) SetAdmin(a Admin) {
+	if a > AdminMaint {
+		a = AdminMaint
+	}
 	for {
 		old := s.flags.Load()
-		if s.flags.CompareAndSwap(old, old&^adminMask|uint32(a)<<adminShift) {
+		if Admin(old&adminMask>>adminShift) == a {
+			return
+		}
+		if a == AdminDrain {
+			s.drainSince.Store(time.Now().UnixNano())
+		}
+		if s.flags.CompareAndSwap(old, old&^(adminMask|flagDrainExpired)|uint32(a)<<adminShift) {
 			return
 		}
 	}
 }
 
-// UsableBound reports whether the member may serve the sessions bound to it: healthy
-// and not in maintenance (draining members keep their sessions).
-func (s *MemberState) UsableBound() bool {
-	f := s.flags.Load()
-	return f&flagDown == 0 && Admin(f&adminMask>>adminShift) != AdminMaint
+// DrainSince returns when the member entered drain (zero if it never did).
+func (s *MemberState) DrainSince() time.Time {
+	if n := s.drainSince.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
-// UsableNew reports whether the member may take new sessions: healthy and ready.
+// UsableBound reports whether the member may serve the sessions bound to it: healthy,
+// not ejected, not in maintenance and not drained past its deadline (draining members
+// keep their sessions until then).
+func (s *MemberState) UsableBound() bool {
+	f := s.flags.Load()
+	return f&(flagDown|flagEjected|flagDrainExpired) == 0 && Admin(f&adminMask>>adminShift) != AdminMaint
+}
+
+// UsableNew reports whether the member may take new sessions: healthy, not ejected
+// and ready.
 func (s *MemberState) UsableNew() bool { return s.flags.Load() == 0 }
+
+// Reason returns why the member cannot serve its bound sessions now (MoveNone if it can).
+func (s *MemberState) Reason() MoveReason {
+	f := s.flags.Load()
+	switch {
+	case f&flagDown != 0:
+		return MoveMemberDown
+	case f&flagEjected != 0:
+		return MoveEjected
+	case Admin(f&adminMask>>adminShift) == AdminMaint:
+		return MoveMaint
+	case f&flagDrainExpired != 0:
+		return MoveDrainingDeadline
+	}
+	return MoveNone
+}
+
+// SeeSession records that a session with this key hash was served by the member.
+// Safe for concurrent use; does not allocate.
+func (s *MemberState) SeeSession(keyHash uint64) {
+	b := &s.sketch[s.cur.Load()&1]
+	bit := keyHash % (sketchWords * 64)
+	w := &b[bit/64]
+	if m := uint64(1) << (bit % 64); w.Load()&m == 0 {
+		w.Or(m)
+	}
+}
+
+// RotateSessions starts a new window: the older bucket is cleared and becomes current.
+// BoundSessions then counts the sessions of the last two windows.
+func (s *MemberState) RotateSessions() {
+	next := (s.cur.Load() + 1) & 1
+	for i := range s.sketch[next] {
+		s.sketch[next][i].Store(0)
+	}
+	s.cur.Store(next)
+}
+
+// BoundSessions estimates how many distinct sessions the member served in the last two
+// windows (linear counting over the union of both buckets).
+func (s *MemberState) BoundSessions() int {
+	zeros := 0
+	for i := range sketchWords {
+		zeros += 64 - bits.OnesCount64(s.sketch[0][i].Load()|s.sketch[1][i].Load())
+	}
+	const m = sketchWords * 64
+	if zeros == 0 {
+		return m * 8 // saturated: a floor, not an estimate
+	}
+	return int(math.Round(-m * math.Log(float64(zeros)/m)))
+}
 
 // States is the set of member runtime states, keyed by member id. It outlives Tables:
 // the gateway keeps one States for the life of the process and every Table built from a

@@ -43,7 +43,45 @@ const (
 	Failover
 	// Down: the key is bound to the returned member, which cannot serve it now.
 	Down
+	// Unknown: the key names a binding (a route id) that no member of the group has.
+	Unknown
 )
+
+// MoveReason says why a session left the member it was bound to.
+type MoveReason uint8
+
+// Move reasons, as logged and counted.
+const (
+	MoveNone MoveReason = iota
+	// MoveMemberDown: the member failed its active health checks.
+	MoveMemberDown
+	// MoveEjected: passive failures (errors on real requests) took the member out.
+	MoveEjected
+	// MoveMaint: the operator put the member in maintenance.
+	MoveMaint
+	// MoveDrainingDeadline: the member was draining and its drain_timeout passed.
+	MoveDrainingDeadline
+	// MoveUnknownRoute: the key's route ids name no member of the group.
+	MoveUnknownRoute
+	NumMoveReasons
+)
+
+var moveReasonNames = [NumMoveReasons]string{"none", "member_down", "ejected", "maint", "draining_deadline", "unknown_route"}
+
+// String returns the reason's name as used in logs and metrics.
+func (r MoveReason) String() string { return moveReasonNames[r] }
+
+// Decision is the member chosen for a request and how.
+type Decision struct {
+	// Member is nil when no member may serve the request (503).
+	Member  *Member
+	Outcome Outcome
+	// Reason is why the session moved, with OutcomeMoved; with OutcomeNone, why the
+	// member it is bound to cannot serve it (a strict group does not move sessions).
+	Reason MoveReason
+	// Bound is the member the key was bound to when it moved (nil for unknown routes).
+	Bound *Member
+}
 
 // Resolver finds the member a session key is bound to. Resolvers are configured once,
 // in the order of session.affinity, and called on the request path: an implementation
@@ -105,7 +143,22 @@ func (r routeResolver) Resolve(g *Group, key []byte, _ uint64) (int, Status) {
 	if first >= 0 {
 		return first, Down
 	}
+	if len(PeekRoutes(key, r.format)) > 0 {
+		return 0, Unknown
+	}
 	return 0, Miss
+}
+
+// firstBound returns the member named by the first route id of key that names one.
+func (r routeResolver) firstBound(g *Group, key []byte) *Member {
+	for list := PeekRoutes(key, r.format); list != nil; {
+		var route []byte
+		route, list = NextRoute(list)
+		if idx := g.MemberByRoute(route); idx >= 0 {
+			return g.Members[idx]
+		}
+	}
+	return nil
 }
 
 type learnedResolver struct{ store Store }
@@ -170,44 +223,130 @@ func (g *Group) MemberByNum(num uint32) int {
 	return -1
 }
 
-// Pick chooses the member for a request with session key key (empty: no key) and
+// Pick is Decide without the details: the member (nil when none may serve) and the
+// outcome. Safe for concurrent use; does not allocate.
+func (g *Group) Pick(key []byte, keyHash uint64) (*Member, Outcome) {
+	d := g.Decide(key, keyHash)
+	return d.Member, d.Outcome
+}
+
+// Decide chooses the member for a request with session key key (empty: no key) and
 // keyHash = HashKey(key). It runs the resolver chain; a Hit or Failover decides. A key
 // bound to a member that cannot serve it moves to the first usable member in the key's
 // own rendezvous order, which every gateway instance with the same view of health
-// computes alike. Keys without any binding are hashed when the chain ends in hash,
-// else balanced, like requests without a key. It returns nil when no member can serve.
+// computes alike, so a dead member's sessions spread over all survivors; in a strict
+// group it does not move (Member nil). Keys without any binding are hashed when the
+// chain ends in hash, else balanced, like requests without a key.
 //
 // Safe for concurrent use; does not allocate.
-func (g *Group) Pick(key []byte, keyHash uint64) (*Member, Outcome) {
+func (g *Group) Decide(key []byte, keyHash uint64) Decision {
 	if len(key) == 0 {
-		return g.balanced()
+		m, o := g.balanced()
+		return Decision{Member: m, Outcome: o}
 	}
-	down := false
+	var bound *Member
+	unknown := false
 	for i := range g.chain {
 		l := &g.chain[i]
 		idx, st := l.Resolver.Resolve(g, key, keyHash)
 		switch st {
 		case Hit:
-			if down {
-				return g.Members[idx], OutcomeMoved
+			if bound != nil {
+				return g.moved(g.Members[idx], bound)
 			}
-			return g.Members[idx], l.Outcome
+			if unknown && l.Outcome == OutcomeHash {
+				return Decision{Member: g.Members[idx], Outcome: OutcomeMoved, Reason: MoveUnknownRoute}
+			}
+			return Decision{Member: g.Members[idx], Outcome: l.Outcome}
 		case Failover:
-			return g.Members[idx], OutcomeMoved
+			// A later clone id holds the replica of the first one's sessions.
+			if bound == nil {
+				if r, ok := l.Resolver.(routeResolver); ok {
+					bound = r.firstBound(g, key)
+				}
+			}
+			return g.moved(g.Members[idx], bound)
 		case Down:
-			down = true
+			if bound == nil {
+				bound = g.Members[idx]
+			}
+		case Unknown:
+			unknown = true
 		}
 	}
-	if down {
+	if bound != nil {
 		if idx := g.Rendezvous(keyHash); idx >= 0 {
-			return g.Members[idx], OutcomeMoved
+			return g.moved(g.Members[idx], bound)
 		}
-		return nil, OutcomeNone
+		return Decision{Outcome: OutcomeNone, Reason: bound.State.Reason(), Bound: bound}
 	}
 	if g.hashed {
-		return nil, OutcomeNone // hash missed: nothing usable
+		return Decision{Outcome: OutcomeNone} // hash missed: nothing usable
 	}
-	return g.balanced()
+	m, o := g.balanced()
+	if m != nil && unknown {
+		return Decision{Member: m, Outcome: OutcomeMoved, Reason: MoveUnknownRoute}
+	}
+	return Decision{Member: m, Outcome: o}
+}
+
+// moved is the decision to serve a session bound to bound (nil if unknown) on m; a
+// strict group refuses it.
+func (g *Group) moved(m, bound *Member) Decision {
+	reason := MoveNone
+	if bound != nil {
+		reason = bound.State.Reason()
+	}
+	if g.strict {
+		return Decision{Outcome: OutcomeNone, Reason: reason, Bound: bound}
+	}
+	return Decision{Member: m, Outcome: OutcomeMoved, Reason: reason, Bound: bound}
+}
+
+// Tried is the set of members a request was already sent to, so that a retry never
+// goes to the same member twice. The zero value is empty; it holds up to four members.
+type Tried struct {
+	n   int
+	idx [4]int
+}
+
+// Add records m.
+func (t *Tried) Add(m *Member) {
+	if t.n < len(t.idx) {
+		t.idx[t.n] = m.Index
+		t.n++
+	}
+}
+
+// Has reports whether m was recorded.
+func (t *Tried) Has(m *Member) bool {
+	for _, i := range t.idx[:t.n] {
+		if i == m.Index {
+			return true
+		}
+	}
+	return false
+}
+
+// Len is the number of members recorded.
+func (t *Tried) Len() int { return t.n }
+
+// Retry returns the member a failed request goes to next: the first usable member in
+// the key's rendezvous order (by keyHash, or by a rotating number for requests without
+// a key) that it has not tried; nil when none is left. For a key, that is the member
+// Decide would move it to if the tried members were down. Safe for concurrent use;
+// does not allocate.
+func (g *Group) Retry(keyHash uint64, hasKey bool, tried *Tried) *Member {
+	if !hasKey {
+		keyHash = mix(g.rr.Add(1))
+	}
+	if idx := g.rendezvous(keyHash, true, tried); idx >= 0 {
+		return g.Members[idx]
+	}
+	if idx := g.rendezvous(keyHash, false, tried); idx >= 0 {
+		return g.Members[idx]
+	}
+	return nil
 }
 
 // Rendezvous returns the index of the member with the highest rendezvous score for
@@ -215,16 +354,16 @@ func (g *Group) Pick(key []byte, keyHash uint64) (*Member, Outcome) {
 // bound sessions only (draining) when none does; -1 when no member is usable. Removing a
 // member moves only the keys it had. Safe for concurrent use; does not allocate.
 func (g *Group) Rendezvous(keyHash uint64) int {
-	if idx := g.rendezvous(keyHash, true); idx >= 0 {
+	if idx := g.rendezvous(keyHash, true, nil); idx >= 0 {
 		return idx
 	}
-	return g.rendezvous(keyHash, false)
+	return g.rendezvous(keyHash, false, nil)
 }
 
-func (g *Group) rendezvous(keyHash uint64, fresh bool) int {
+func (g *Group) rendezvous(keyHash uint64, fresh bool, tried *Tried) int {
 	best, bestH, bestS := -1, uint64(0), 0.0
 	for i, m := range g.Members {
-		if fresh && !m.State.UsableNew() || !fresh && !m.State.UsableBound() {
+		if fresh && !m.State.UsableNew() || !fresh && !m.State.UsableBound() || tried != nil && tried.Has(m) {
 			continue
 		}
 		h := mix(keyHash ^ m.seed)
@@ -280,7 +419,7 @@ func (g *Group) balanced() (*Member, Outcome) {
 	// The slot's member takes no new session. Handing its turn to the next slot would
 	// give one neighbour its whole share (TestPickRoundRobin); spread it over the members
 	// that do take new sessions, by weight, instead.
-	if idx := g.rendezvous(mix(n), true); idx >= 0 {
+	if idx := g.rendezvous(mix(n), true, nil); idx >= 0 {
 		return g.Members[idx], OutcomeBalanced
 	}
 	for _, m := range g.Members {

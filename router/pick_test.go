@@ -117,17 +117,17 @@ func TestPick(t *testing.T) {
 		{"unknown first clone: later clone is a route hit", nil, wsID + ":clone9:clone2", "m2", nil, OutcomeRoute},
 		{"unknown route: learned", func(f *pickFixture) { f.learn(unknown, "m4") }, unknown, "m4", nil, OutcomeLearned},
 		{"no route: learned", func(f *pickFixture) { f.learn(unbound, "m5") }, unbound, "m5", nil, OutcomeLearned},
-		{"unknown route, not learned: hash", nil, unknown, viaHash, nil, OutcomeHash},
+		{"unknown route, not learned: moved by hash", nil, unknown, viaHash, nil, OutcomeMoved},
 		{"no route, not learned: hash", nil, unbound, viaHash, nil, OutcomeHash},
-		{"route beats learned", func(f *pickFixture) { f.learn(ws3, "m5") }, ws3, "m1", nil, OutcomeRoute},
+		{"learned (moved) binding beats route without switch_back", func(f *pickFixture) { f.learn(ws3, "m5") }, ws3, "m5", nil, OutcomeLearned},
 		{"learned member down: moved", func(f *pickFixture) { f.learn(unbound, "m5"); f.down("m5") },
 			unbound, viaHash, []string{"m5"}, OutcomeMoved},
 		{"learned member in maintenance: moved", func(f *pickFixture) { f.learn(unbound, "m5"); f.admin(AdminMaint, "m5") },
 			unbound, viaHash, []string{"m5"}, OutcomeMoved},
 		{"learned member draining: still bound", func(f *pickFixture) { f.learn(unbound, "m5"); f.admin(AdminDrain, "m5") },
 			unbound, "m5", nil, OutcomeLearned},
-		{"route down, learned usable: moved to learned", func(f *pickFixture) { f.down("m1"); f.learn(ws1, "m4") },
-			ws1, "m4", nil, OutcomeMoved},
+		{"route down, learned usable: learned", func(f *pickFixture) { f.down("m1"); f.learn(ws1, "m4") },
+			ws1, "m4", nil, OutcomeLearned},
 		{"learned number of another table's member: hash", func(f *pickFixture) { f.store[HashKey([]byte(unbound))] = 999 },
 			unbound, viaHash, nil, OutcomeHash},
 		{"draining first clone keeps its sessions", func(f *pickFixture) { f.admin(AdminDrain, "m1") }, ws3, "m1", nil, OutcomeRoute},
@@ -630,5 +630,146 @@ func TestMemberByRoute(t *testing.T) {
 				t.Errorf("%d members: MemberByRoute(%q) = %d, want -1", n, r, got)
 			}
 		}
+	}
+}
+
+// newGroupFixture is newPickFixture's group with switch_back and strict set.
+func newGroupFixture(t *testing.T, switchBack, strict bool) *pickFixture {
+	t.Helper()
+	f := &pickFixture{store: mapStore{}}
+	ms := []MemberSpec{}
+	for i := 1; i <= 3; i++ {
+		n := strconv.Itoa(i)
+		ms = append(ms, MemberSpec{ID: "m" + n, Addr: "10.0.0." + n + ":8080", Route: "clone" + n, Weight: 1})
+	}
+	f.tab = mustTable(t, Spec{
+		Groups: []GroupSpec{{Name: "app", Members: ms, SwitchBack: switchBack, Strict: strict}},
+		Key:    KeySpec{Cookies: [][]byte{[]byte("JSESSIONID")}},
+		Chain:  []Link{RouteResolver(FormatAuto), LearnedResolver(f.store), HashResolver()},
+	}, NewStates())
+	f.g = f.tab.Groups[0]
+	return f
+}
+
+func TestDecideSwitchBack(t *testing.T) {
+	const key = wsID + ":clone1"
+	for _, tc := range []struct {
+		name       string
+		switchBack bool
+		want       string
+		outcome    Outcome
+	}{
+		{"stays where it moved", false, "m2", OutcomeLearned},
+		{"switches back", true, "m1", OutcomeRoute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newGroupFixture(t, tc.switchBack, false)
+			f.down("m1")
+			d := f.g.Decide([]byte(key), HashKey([]byte(key)))
+			if d.Outcome != OutcomeMoved || d.Reason != MoveMemberDown || memberID(d.Bound) != "m1" {
+				t.Fatalf("Decide with m1 down = %s, %s, %s, bound %s; want moved, member_down, bound m1",
+					memberID(d.Member), d.Outcome, d.Reason, memberID(d.Bound))
+			}
+			// The gateway learns the move; m1 then comes back.
+			f.learn(key, d.Member.ID)
+			f.m("m1").State.SetHealthy(true)
+			want := tc.want
+			if want == "m2" {
+				want = d.Member.ID
+			}
+			if m, o := f.g.Pick([]byte(key), HashKey([]byte(key))); memberID(m) != want || o != tc.outcome {
+				t.Fatalf("Pick after m1 is back = %s, %s; want %s, %s", memberID(m), o, want, tc.outcome)
+			}
+		})
+	}
+}
+
+func TestDecideStrict(t *testing.T) {
+	f := newGroupFixture(t, false, true)
+	for _, key := range []string{wsID + ":clone1", wsID + ":clone1:clone2"} {
+		f.down("m1")
+		d := f.g.Decide([]byte(key), HashKey([]byte(key)))
+		if d.Member != nil || d.Outcome != OutcomeNone || d.Reason != MoveMemberDown {
+			t.Fatalf("strict Decide(%q) with m1 down = %s, %s, %s; want <nil>, none, member_down",
+				key, memberID(d.Member), d.Outcome, d.Reason)
+		}
+	}
+	if m, o := f.g.Pick([]byte(wsID+":clone2"), HashKey([]byte(wsID+":clone2"))); memberID(m) != "m2" || o != OutcomeRoute {
+		t.Fatalf("strict Pick of a usable route = %s, %s; want m2, route", memberID(m), o)
+	}
+}
+
+func TestDecideReasons(t *testing.T) {
+	const key = wsID + ":clone1"
+	for _, tc := range []struct {
+		name  string
+		setup func(s *MemberState)
+		want  MoveReason
+	}{
+		{"down", func(s *MemberState) { s.SetHealthy(false) }, MoveMemberDown},
+		{"ejected", func(s *MemberState) { s.SetEjected(true) }, MoveEjected},
+		{"maint", func(s *MemberState) { s.SetAdmin(AdminMaint) }, MoveMaint},
+		{"drain deadline", func(s *MemberState) { s.SetAdmin(AdminDrain); s.SetDrainExpired(true) }, MoveDrainingDeadline},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newGroupFixture(t, false, false)
+			tc.setup(f.m("m1").State)
+			d := f.g.Decide([]byte(key), HashKey([]byte(key)))
+			if d.Outcome != OutcomeMoved || d.Reason != tc.want || d.Member == nil || d.Member.ID == "m1" {
+				t.Fatalf("Decide = %s, %s, %s; want moved off m1, %s", memberID(d.Member), d.Outcome, d.Reason, tc.want)
+			}
+		})
+	}
+	f := newGroupFixture(t, false, false)
+	d := f.g.Decide([]byte(wsID+":clone9"), HashKey([]byte(wsID+":clone9")))
+	if d.Outcome != OutcomeMoved || d.Reason != MoveUnknownRoute || d.Bound != nil {
+		t.Fatalf("Decide(unknown route) = %s, %s; want moved, unknown_route", d.Outcome, d.Reason)
+	}
+}
+
+func TestRetryOrder(t *testing.T) {
+	f := newGroupFixture(t, false, false)
+	for i := range 200 {
+		key := []byte(fmt.Sprintf("key-%d", i))
+		h := HashKey(key)
+		var tried Tried
+		first := f.g.Members[f.g.Rendezvous(h)]
+		tried.Add(first)
+		next := f.g.Retry(h, true, &tried)
+		// The retry goes where Decide moves the key once the first member is down.
+		first.State.SetHealthy(false)
+		want := f.g.Members[f.g.Rendezvous(h)]
+		first.State.SetHealthy(true)
+		if next != want {
+			t.Fatalf("Retry(%s) after %s = %s, want %s", key, first.ID, memberID(next), want.ID)
+		}
+		tried.Add(next)
+		third := f.g.Retry(h, true, &tried)
+		if third == nil || third == first || third == next {
+			t.Fatalf("second Retry(%s) = %s, want the remaining member", key, memberID(third))
+		}
+		tried.Add(third)
+		if m := f.g.Retry(h, true, &tried); m != nil {
+			t.Fatalf("Retry with every member tried = %s, want nil", m.ID)
+		}
+	}
+}
+
+func TestBoundSessions(t *testing.T) {
+	s := NewStates().Get("m")
+	for i := range 1000 {
+		s.SeeSession(HashKey([]byte(strconv.Itoa(i))))
+		s.SeeSession(HashKey([]byte(strconv.Itoa(i)))) // seen twice, counted once
+	}
+	if n := s.BoundSessions(); n < 950 || n > 1050 {
+		t.Fatalf("BoundSessions after 1000 distinct sessions = %d, want about 1000", n)
+	}
+	s.RotateSessions()
+	if n := s.BoundSessions(); n < 950 {
+		t.Fatalf("BoundSessions one window later = %d, want the previous window still counted", n)
+	}
+	s.RotateSessions()
+	if n := s.BoundSessions(); n != 0 {
+		t.Fatalf("BoundSessions two idle windows later = %d, want 0", n)
 	}
 }

@@ -29,6 +29,13 @@ type GroupSpec struct {
 	Hosts      []string
 	PathPrefix string
 	Members    []MemberSpec
+	// SwitchBack sends a moved session back to its original member once that member
+	// can serve again; without it the session stays where its state now lives (the
+	// learned binding is then consulted before the route in the key).
+	SwitchBack bool
+	// Strict groups never move a session: a key bound to a member that cannot serve it
+	// gets no member (503).
+	Strict bool
 }
 
 // MemberSpec describes one member.
@@ -68,6 +75,7 @@ type Group struct {
 	chain   []Link
 	balance Balance
 	hashed  bool  // the chain ends in hash: keys with no binding are hashed
+	strict  bool
 	slots   []int // smooth weighted round-robin order of member indexes
 	byRoute map[string]int
 	rr      atomic.Uint64
@@ -120,8 +128,9 @@ func NewTable(spec Spec, states *States) (*Table, error) {
 			Name:    gs.Name,
 			Prefix:  []byte(prefix),
 			Index:   gi,
-			chain:   spec.Chain,
+			chain:   groupChain(spec.Chain, gs.SwitchBack),
 			balance: spec.Balance,
+			strict:  gs.Strict,
 			byRoute: map[string]int{},
 		}
 		_, g.hashed = spec.Chain[len(spec.Chain)-1].Resolver.(hashResolver)
@@ -184,6 +193,33 @@ func NewTable(spec Spec, states *States) (*Table, error) {
 	}
 	sort.Slice(t.wild, func(i, j int) bool { return len(t.wild[i].suffix) > len(t.wild[j].suffix) })
 	return t, nil
+}
+
+// groupChain is the chain a group runs. Without switch_back, a learned binding (set
+// when a session moved) must win over the route in the key, which still names the
+// original member: the learned resolver is moved in front of the route resolver.
+func groupChain(chain []Link, switchBack bool) []Link {
+	route, learned := -1, -1
+	for i, l := range chain {
+		switch l.Resolver.(type) {
+		case routeResolver:
+			route = i
+		case learnedResolver:
+			learned = i
+		}
+	}
+	if switchBack || route < 0 || learned < 0 || learned < route {
+		return chain
+	}
+	c := make([]Link, 0, len(chain))
+	c = append(c, chain[:route]...)
+	c = append(c, chain[learned], chain[route])
+	for i := route + 1; i < len(chain); i++ {
+		if i != learned {
+			c = append(c, chain[i])
+		}
+	}
+	return c
 }
 
 // Group returns the group with the given name, or nil.
