@@ -42,11 +42,7 @@ func TestAllocsPrepareRequest(t *testing.T) {
 func TestAllocsIssuedKey(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Admin.Listen = ""
-	cfg.TargetGroups = []GroupConfig{{
-		Name: "g", PathPrefix: "/",
-		HealthCheck: HealthCheckConfig{Interval: 5e9, Timeout: 2e9, HealthyThreshold: 2, UnhealthyThreshold: 2},
-		Members:     []MemberConfig{{ID: "Node1", Address: "127.0.0.1:1", Route: "Node1", Weight: 1}},
-	}}
+	cfg.TargetGroups = []GroupConfig{NewGroupConfig("g", "/", NewMemberConfig("Node1", "127.0.0.1:1"))}
 	s, err := New(&cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -33,14 +33,8 @@ func BenchmarkProxy(b *testing.B) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = ""
 	cfg.Log.Access = false
-	cfg.TargetGroups = []GroupConfig{{
-		Name: "FBDevTargetGroup", PathPrefix: "/fb",
-		HealthCheck: HealthCheckConfig{Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2},
-		Members: []MemberConfig{
-			{ID: "Node1", Address: ln.Addr().String(), Route: "Node1", Weight: 1},
-			{ID: "Node2", Address: "127.0.0.1:1", Route: "Node2", Weight: 1}, // never chosen: the key names Node1
-		},
-	}}
+	never := NewMemberConfig("Node2", "127.0.0.1:1") // never chosen: the key names Node1
+	cfg.TargetGroups = []GroupConfig{NewGroupConfig("FBDevTargetGroup", "/fb", NewMemberConfig("Node1", ln.Addr().String()), never)}
 	s, err := New(&cfg, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)

@@ -19,6 +19,8 @@ type Config struct {
 	Server ServerConfig `yaml:"server"`
 	// Client holds the settings of the connection pools towards members.
 	Client ClientConfig `yaml:"client"`
+	// Retry says when a failed request is sent again to another member.
+	Retry RetryConfig `yaml:"retry"`
 	// Session says where the session key is read and how affinity is resolved.
 	Session SessionConfig `yaml:"session"`
 	// TargetGroups are the groups of members, selected by Host and path prefix.
@@ -29,7 +31,33 @@ type Config struct {
 // AdminConfig is the admin listener.
 type AdminConfig struct {
 	// Listen is the admin address, host:port. Default "127.0.0.1:9090"; "" disables it.
+	// Keep it on loopback or a management network: reads need no token.
 	Listen string `yaml:"listen"`
+	// Token is the bearer token that mutations (POST) require, sent as
+	// "Authorization: Bearer <token>". Default "": mutations are refused (401). It is
+	// never logged.
+	Token string `yaml:"token"`
+	// TokenFile is a file holding the token (surrounding white space is trimmed); it
+	// takes the place of token. Default "".
+	TokenFile string `yaml:"token_file"`
+}
+
+// RetryConfig says when a failed request is sent again, always to another member.
+type RetryConfig struct {
+	// MaxRetries is how many more members one request may try. A request is retried
+	// only when it provably did not reach a member (connection refused or reset while
+	// connecting, dial timeout) or, for idempotent methods with
+	// idempotent_on_timeout, when the member timed out or closed the connection before
+	// answering. Never once a response byte went to the client. Default 1; range 0-3.
+	MaxRetries int `yaml:"max_retries"`
+	// RetryBuffer is the largest request body kept so that it can be sent again; a
+	// failed request with a larger body is not retried (502). Bodies past
+	// server.buffer_body_bytes stream through and are never kept, whatever this says.
+	// Default 65536; range 0-1073741824.
+	RetryBuffer int `yaml:"retry_buffer"`
+	// IdempotentOnTimeout also retries GET, HEAD, OPTIONS, PUT, DELETE and TRACE after a
+	// member read timeout or a connection closed before the response. Default true.
+	IdempotentOnTimeout bool `yaml:"idempotent_on_timeout"`
 }
 
 // LogConfig sets logging.
@@ -108,6 +136,9 @@ type SessionConfig struct {
 	Balance string `yaml:"balance"`
 	// Learned sizes the learned-session cache.
 	Learned LearnedConfig `yaml:"learned"`
+	// BoundWindow is the window of the per-member count of bound sessions the admin API
+	// reports: sessions seen in the last two windows. Default 1m; range 1s-1h.
+	BoundWindow time.Duration `yaml:"bound_window"`
 }
 
 // LearnedConfig sizes the learned-session cache.
@@ -133,6 +164,18 @@ type GroupConfig struct {
 	PathPrefix string `yaml:"path_prefix"`
 	// HealthCheck is the active check of every member.
 	HealthCheck HealthCheckConfig `yaml:"health_check"`
+	// Passive is the ejection of members that fail real requests.
+	Passive PassiveConfig `yaml:"passive"`
+	// SwitchBack sends a session that moved off a failed member back to it once it is
+	// usable again (WebSphere's default). Default false: the session stays where its
+	// state now lives.
+	SwitchBack bool `yaml:"switch_back"`
+	// Strict never moves a session: a request bound to a member that cannot serve it
+	// gets 503. For applications without session replication. Default false.
+	Strict bool `yaml:"strict"`
+	// DrainTimeout is how long a draining member keeps serving the sessions bound to
+	// it; after it they move. Default 10m; range 1s-168h.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Members are the group's servers. At least one.
 	Members []MemberConfig `yaml:"members"`
 }
@@ -150,6 +193,38 @@ type HealthCheckConfig struct {
 	HealthyThreshold int `yaml:"healthy_threshold"`
 	// UnhealthyThreshold is how many failing checks in a row make it unhealthy. Default 2.
 	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	// UnhealthyInterval is the interval while a member is unhealthy, so that it comes
+	// back sooner; the shorter of the two is used. Default 1s; range 100ms-1h.
+	UnhealthyInterval time.Duration `yaml:"unhealthy_interval"`
+	// ExpectedStatus is the range of passing status codes, "lo-hi" or one code.
+	// Default "200-399".
+	ExpectedStatus string `yaml:"expected_status"`
+	// Host is the Host header of checks. Default "": the member address.
+	Host string `yaml:"host"`
+	// Jitter spreads checks: each interval is lengthened by a random part of up to
+	// jitter. Default 0; range 0 up to interval.
+	Jitter time.Duration `yaml:"jitter"`
+	// Start is the state of a member before its first checks: healthy (default, so a
+	// restart does not black-hole traffic) or unhealthy (it takes traffic only after
+	// healthy_threshold passing checks).
+	Start string `yaml:"start"`
+}
+
+// PassiveConfig ejects members on real request failures: connection refused or
+// reset, timeouts and, with eject_5xx, 5xx answers. The last usable member of a group
+// is never ejected for a passive reason alone (panic mode: all rather than none).
+type PassiveConfig struct {
+	// ConsecutiveFailures in a row eject a member. Default 5; 0 turns passive
+	// ejection off; range 0-1000.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// Eject5xx counts 5xx answers as failures. Default false.
+	Eject5xx bool `yaml:"eject_5xx"`
+	// Ejection is how long a first ejection lasts when the group has no active check
+	// (with one, a passing check ends it); each ejection in a row doubles it up to
+	// max_ejection. Default 10s; range 1s-1h.
+	Ejection time.Duration `yaml:"ejection"`
+	// MaxEjection caps the doubling. Default 5m; range ejection-24h.
+	MaxEjection time.Duration `yaml:"max_ejection"`
 }
 
 // MemberConfig is one member of a group.
@@ -164,4 +239,8 @@ type MemberConfig struct {
 	Route string `yaml:"route"`
 	// Weight shapes the share of new sessions and keyless requests. Default 1; range 1-1000.
 	Weight int `yaml:"weight"`
+	// State is the administrative state at start: ready (default), drain (no new
+	// sessions; bound ones until drain_timeout) or maint (no traffic). The admin API
+	// changes it at run time.
+	State string `yaml:"state"`
 }

@@ -45,7 +45,13 @@ func DefaultConfig() Config {
 			IdleTimeout:  60 * time.Second,
 			MaxConns:     1024,
 		},
+		Retry: RetryConfig{
+			MaxRetries:          1,
+			RetryBuffer:         65536,
+			IdempotentOnTimeout: true,
+		},
 		Session: SessionConfig{
+			BoundWindow: time.Minute,
 			Cookies:     []string{"JSESSIONID"},
 			URLParam:    "jsessionid",
 			Affinity:    []string{"route", "learned", "hash"},
@@ -66,6 +72,18 @@ func defaultHealthCheck() HealthCheckConfig {
 		Timeout:            2 * time.Second,
 		HealthyThreshold:   2,
 		UnhealthyThreshold: 2,
+		UnhealthyInterval:  time.Second,
+		ExpectedStatus:     "200-399",
+		Start:              "healthy",
+	}
+}
+
+// defaultPassive is the passive ejection of a group whose file omits keys of it.
+func defaultPassive() PassiveConfig {
+	return PassiveConfig{
+		ConsecutiveFailures: 5,
+		Ejection:            10 * time.Second,
+		MaxEjection:         5 * time.Minute,
 	}
 }
 
@@ -81,7 +99,7 @@ type (
 // group in the list starts from its defaults (path_prefix "/", the default health check):
 // keys the file omits keep them, and keys it sets, even to a bad value, replace them.
 func (g *GroupConfig) UnmarshalYAML(unmarshal func(any) error) error {
-	v := groupYAML{PathPrefix: "/", HealthCheck: defaultHealthCheck()}
+	v := groupYAML{PathPrefix: "/", HealthCheck: defaultHealthCheck(), Passive: defaultPassive(), DrainTimeout: 10 * time.Minute}
 	if err := unmarshal(&v); err != nil {
 		return err
 	}
@@ -104,7 +122,7 @@ func (h *HealthCheckConfig) UnmarshalYAML(unmarshal func(any) error) error {
 // omitted or empty route is the member id; an explicit weight, even 0, is kept for
 // Validate to judge.
 func (m *MemberConfig) UnmarshalYAML(unmarshal func(any) error) error {
-	v := memberYAML{Weight: 1}
+	v := memberYAML{Weight: 1, State: "ready"}
 	if err := unmarshal(&v); err != nil {
 		return err
 	}
@@ -616,6 +634,14 @@ func (c *Config) validate() []*configError {
 		k.str("client.max_conns", strconv.Itoa(cl.MaxConns), "must not be negative")
 	}
 
+	r := &c.Retry
+	k.intRange("retry.max_retries", int64(r.MaxRetries), 0, 3)
+	k.intRange("retry.retry_buffer", int64(r.RetryBuffer), 0, 1<<30)
+	if c.Admin.Token != "" && c.Admin.TokenFile != "" {
+		k.str("admin.token_file", c.Admin.TokenFile, "set token or token_file, not both")
+	}
+	k.durRange("session.bound_window", c.Session.BoundWindow, time.Second, time.Hour, "1s-1h")
+
 	c.Session.validate(&k)
 	validateGroups(&k, c.TargetGroups)
 	return k.problems
@@ -786,6 +812,17 @@ func validateGroups(k *checker, groups []GroupConfig) {
 				routeIDs[m.Route] = j
 			}
 			k.intRange(mp+".weight", int64(m.Weight), 1, 1000)
+			k.oneOf(mp+".state", m.State, "ready", "drain", "maint")
+		}
+		pp := gp + ".passive"
+		k.intRange(pp+".consecutive_failures", int64(g.Passive.ConsecutiveFailures), 0, 1000)
+		k.durRange(pp+".ejection", g.Passive.Ejection, time.Second, time.Hour, "1s-1h")
+		if g.Passive.MaxEjection < g.Passive.Ejection || g.Passive.MaxEjection > 24*time.Hour {
+			k.str(pp+".max_ejection", g.Passive.MaxEjection.String(), fmt.Sprintf("out of range %s (ejection)-24h", g.Passive.Ejection))
+		}
+		k.durRange(gp+".drain_timeout", g.DrainTimeout, time.Second, 168*time.Hour, "1s-168h")
+		if g.Strict && g.SwitchBack {
+			k.str(gp+".switch_back", "true", "a strict group never moves sessions, so there is nothing to switch back")
 		}
 	}
 }
@@ -806,6 +843,31 @@ func validateHealthCheck(k *checker, path string, h *HealthCheckConfig) {
 	}
 	k.intRange(path+".healthy_threshold", int64(h.HealthyThreshold), 1, 100)
 	k.intRange(path+".unhealthy_threshold", int64(h.UnhealthyThreshold), 1, 100)
+	k.durRange(path+".unhealthy_interval", h.UnhealthyInterval, 100*time.Millisecond, time.Hour, "100ms-1h")
+	if _, _, ok := ParseStatusRange(h.ExpectedStatus); !ok {
+		k.str(path+".expected_status", h.ExpectedStatus, `want "lo-hi" or one code, within 100-599`)
+	}
+	if h.Host != "" && strings.IndexFunc(h.Host, isSpaceOrControl) >= 0 {
+		k.str(path+".host", h.Host, "must not contain spaces or control characters")
+	}
+	if h.Jitter < 0 || h.Interval > 0 && h.Jitter > h.Interval {
+		k.str(path+".jitter", h.Jitter.String(), fmt.Sprintf("out of range 0-%s (interval)", h.Interval))
+	}
+	k.oneOf(path+".start", h.Start, "healthy", "unhealthy")
+}
+
+// ParseStatusRange reads "lo-hi" or a single code, within 100-599.
+func ParseStatusRange(s string) (lo, hi int, ok bool) {
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		b = a
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
+		return 0, 0, false
+	}
+	return lo, hi, true
 }
 
 func isSpaceOrControl(r rune) bool {
@@ -935,4 +997,23 @@ func routeReason(r string) string {
 		}
 	}
 	return ""
+}
+
+// NewGroupConfig is a group with every default, for configurations built in code
+// (the demo, tests): what a file gets for a group with only name, path_prefix and
+// members. Its health check has no path (no active checks).
+func NewGroupConfig(name, prefix string, members ...MemberConfig) GroupConfig {
+	return GroupConfig{
+		Name:         name,
+		PathPrefix:   prefix,
+		HealthCheck:  defaultHealthCheck(),
+		Passive:      defaultPassive(),
+		DrainTimeout: 10 * time.Minute,
+		Members:      members,
+	}
+}
+
+// NewMemberConfig is a ready member of weight 1 whose route is its id.
+func NewMemberConfig(id, address string) MemberConfig {
+	return MemberConfig{ID: id, Address: address, Route: id, Weight: 1, State: "ready"}
 }

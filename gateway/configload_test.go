@@ -17,26 +17,14 @@ func configTestValid() Config {
 	c := DefaultConfig()
 	hc := defaultHealthCheck()
 	hc.Path = "/fb/healthcheck"
-	c.TargetGroups = []GroupConfig{
-		{
-			Name:        "FBDevTargetGroup",
-			PathPrefix:  "/fb",
-			HealthCheck: hc,
-			Members: []MemberConfig{
-				{ID: "Node1", Address: "10.1.1.12:8080", Route: "Node1", Weight: 1},
-				{ID: "Node2", Address: "10.1.2.34:8081", Route: "Node2", Weight: 1},
-			},
-		},
-		{
-			Name:        "Shop",
-			Hosts:       []string{"shop.example.com", "*.shop.example.com"},
-			PathPrefix:  "/",
-			HealthCheck: defaultHealthCheck(),
-			Members: []MemberConfig{
-				{ID: "Shop1", Address: "shop1.internal:8080", Route: "s1", Weight: 3},
-			},
-		},
-	}
+	fb := NewGroupConfig("FBDevTargetGroup", "/fb",
+		NewMemberConfig("Node1", "10.1.1.12:8080"), NewMemberConfig("Node2", "10.1.2.34:8081"))
+	fb.HealthCheck = hc
+	shop1 := NewMemberConfig("Shop1", "shop1.internal:8080")
+	shop1.Route, shop1.Weight = "s1", 3
+	shop := NewGroupConfig("Shop", "/", shop1)
+	shop.Hosts = []string{"shop.example.com", "*.shop.example.com"}
+	c.TargetGroups = []GroupConfig{fb, shop}
 	return c
 }
 
@@ -81,8 +69,9 @@ func TestDefaultConfig(t *testing.T) {
 		{"session", c.Session, SessionConfig{
 			Cookies: []string{"JSESSIONID"}, URLParam: "jsessionid",
 			Affinity: []string{"route", "learned", "hash"}, RouteFormat: "auto", Balance: "round_robin",
-			Learned: LearnedConfig{MaxSessions: 1000000, TTL: 30 * time.Minute},
+			Learned: LearnedConfig{MaxSessions: 1000000, TTL: 30 * time.Minute}, BoundWindow: time.Minute,
 		}},
+		{"retry", c.Retry, RetryConfig{MaxRetries: 1, RetryBuffer: 65536, IdempotentOnTimeout: true}},
 		{"target_groups", len(c.TargetGroups), 0},
 	}
 	for _, tc := range checks {
@@ -106,12 +95,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatalf("ParseConfig(%s) error = %q, want nil", configTestYAML, err)
 	}
 	want := DefaultConfig()
-	want.TargetGroups = []GroupConfig{{
-		Name:        "fb",
-		PathPrefix:  "/",
-		HealthCheck: HealthCheckConfig{Interval: 5 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2},
-		Members:     []MemberConfig{{ID: "Node1", Address: "10.1.1.12:8080", Route: "Node1", Weight: 1}},
-	}}
+	want.TargetGroups = []GroupConfig{NewGroupConfig("fb", "/", NewMemberConfig("Node1", "10.1.1.12:8080"))}
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("ParseConfig(%s) = %+v, want %+v", configTestYAML, *got, want)
 	}
@@ -123,6 +107,7 @@ listen: 0.0.0.0:80
 reuseport: true
 admin:
   listen: ""
+  token: s3cret
 log:
   level: debug
   format: console
@@ -142,7 +127,12 @@ client:
   write_timeout: 5s
   idle_timeout: 6s
   max_conns: 0
+retry:
+  max_retries: 3
+  retry_buffer: 100
+  idempotent_on_timeout: false
 session:
+  bound_window: 30s
   cookies: [SID, JSESSIONID]
   url_param: ""
   query: sid
@@ -163,11 +153,24 @@ target_groups:
       timeout: 500ms
       healthy_threshold: 3
       unhealthy_threshold: 5
+      unhealthy_interval: 200ms
+      expected_status: 200-204
+      host: health.shop
+      jitter: 1s
+      start: unhealthy
+    passive:
+      consecutive_failures: 0
+      eject_5xx: true
+      ejection: 2s
+      max_ejection: 4s
+    switch_back: true
+    drain_timeout: 1h
     members:
       - id: a
         address: "[::1]:9000"
         route: ra
         weight: 1000
+        state: drain
       - {id: b, address: b.internal:9001}
 `
 
@@ -182,7 +185,8 @@ func TestParseConfigEveryKey(t *testing.T) {
 	want := Config{
 		Listen:    "0.0.0.0:80",
 		ReusePort: true,
-		Admin:     AdminConfig{Listen: ""},
+		Admin:     AdminConfig{Listen: "", Token: "s3cret"},
+		Retry:     RetryConfig{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false},
 		Log:       LogConfig{Level: "debug", Format: "console", Access: false, AccessSample: 100},
 		Server: ServerConfig{
 			ReadTimeout: time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second,
@@ -194,7 +198,7 @@ func TestParseConfigEveryKey(t *testing.T) {
 		},
 		Session: SessionConfig{
 			Cookies: []string{"SID", "JSESSIONID"}, URLParam: "", Query: "sid", Header: "X-Session",
-			Affinity: []string{"hash"}, RouteFormat: "tomcat", Balance: "least_requests",
+			Affinity: []string{"hash"}, RouteFormat: "tomcat", Balance: "least_requests", BoundWindow: 30 * time.Second,
 			Learned: LearnedConfig{MaxSessions: 10, TTL: 90 * time.Minute},
 		},
 		TargetGroups: []GroupConfig{{
@@ -203,11 +207,15 @@ func TestParseConfigEveryKey(t *testing.T) {
 			PathPrefix: "/shop/",
 			HealthCheck: HealthCheckConfig{
 				Path: "/ping?full=1", Interval: 10 * time.Second, Timeout: 500 * time.Millisecond,
-				HealthyThreshold: 3, UnhealthyThreshold: 5,
+				HealthyThreshold: 3, UnhealthyThreshold: 5, UnhealthyInterval: 200 * time.Millisecond,
+				ExpectedStatus: "200-204", Host: "health.shop", Jitter: time.Second, Start: "unhealthy",
 			},
+			Passive:      PassiveConfig{ConsecutiveFailures: 0, Eject5xx: true, Ejection: 2 * time.Second, MaxEjection: 4 * time.Second},
+			SwitchBack:   true,
+			DrainTimeout: time.Hour,
 			Members: []MemberConfig{
-				{ID: "a", Address: "[::1]:9000", Route: "ra", Weight: 1000},
-				{ID: "b", Address: "b.internal:9001", Route: "b", Weight: 1},
+				{ID: "a", Address: "[::1]:9000", Route: "ra", Weight: 1000, State: "drain"},
+				{ID: "b", Address: "b.internal:9001", Route: "b", Weight: 1, State: "ready"},
 			},
 		}},
 	}
@@ -223,19 +231,11 @@ func TestLoadConfigExample(t *testing.T) {
 		t.Fatalf("LoadConfig(../examples/fbdev.yaml) error = %q, want nil", err)
 	}
 	want := DefaultConfig()
-	want.TargetGroups = []GroupConfig{{
-		Name:       "FBDevTargetGroup",
-		Hosts:      []string{},
-		PathPrefix: "/fb",
-		HealthCheck: HealthCheckConfig{
-			Path: "/fb/healthcheck", Interval: 5 * time.Second, Timeout: 2 * time.Second,
-			HealthyThreshold: 2, UnhealthyThreshold: 2,
-		},
-		Members: []MemberConfig{
-			{ID: "Node1", Address: "10.1.1.12:8080", Route: "Node1", Weight: 1},
-			{ID: "Node2", Address: "10.1.2.34:8081", Route: "Node2", Weight: 1},
-		},
-	}}
+	fb := NewGroupConfig("FBDevTargetGroup", "/fb",
+		NewMemberConfig("Node1", "10.1.1.12:8080"), NewMemberConfig("Node2", "10.1.2.34:8081"))
+	fb.Hosts = []string{}
+	fb.HealthCheck.Path = "/fb/healthcheck"
+	want.TargetGroups = []GroupConfig{fb}
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("LoadConfig(../examples/fbdev.yaml) =\n%+v\nwant\n%+v", *got, want)
 	}
@@ -303,7 +303,11 @@ func TestParseConfigGroupDefaults(t *testing.T) {
 		{"target_groups[0].path_prefix", c.TargetGroups[0].PathPrefix, "/"},
 		{"target_groups[0].health_check", c.TargetGroups[0].HealthCheck, HealthCheckConfig{
 			Path: "/hc", Interval: 10 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2,
+			UnhealthyInterval: time.Second, ExpectedStatus: "200-399", Start: "healthy",
 		}},
+		{"target_groups[0].passive", c.TargetGroups[0].Passive, PassiveConfig{ConsecutiveFailures: 5, Ejection: 10 * time.Second, MaxEjection: 5 * time.Minute}},
+		{"target_groups[0].drain_timeout", c.TargetGroups[0].DrainTimeout, 10 * time.Minute},
+		{"target_groups[0].members[0].state", c.TargetGroups[0].Members[0].State, "ready"},
 		{"target_groups[1].path_prefix", c.TargetGroups[1].PathPrefix, "/b"},
 		{"target_groups[1].health_check", c.TargetGroups[1].HealthCheck, defaultHealthCheck()},
 	}
@@ -586,6 +590,34 @@ func TestValidate(t *testing.T) {
 			`admin.listen: "localhost": want host:port`},
 		{"admin.listen negative port", func(c *Config) { c.Admin.Listen = "127.0.0.1:-1" },
 			`admin.listen: "127.0.0.1:-1": port must be a number`},
+
+		// Failover, retries and admin (issue 4).
+		{"retry.max_retries", func(c *Config) { c.Retry.MaxRetries = 4 },
+			`retry.max_retries: "4": out of range 0-3`},
+		{"retry.retry_buffer", func(c *Config) { c.Retry.RetryBuffer = -1 },
+			`retry.retry_buffer: "-1": out of range`},
+		{"admin token twice", func(c *Config) { c.Admin.Token = "a"; c.Admin.TokenFile = "/etc/t" },
+			`admin.token_file: "/etc/t": set token or token_file, not both`},
+		{"bound_window", func(c *Config) { c.Session.BoundWindow = 0 },
+			`session.bound_window: "0s": out of range 1s-1h`},
+		{"expected_status", func(c *Config) { c.TargetGroups[0].HealthCheck.ExpectedStatus = "399-200" },
+			g0 + `.health_check.expected_status: "399-200": want "lo-hi"`},
+		{"start", func(c *Config) { c.TargetGroups[0].HealthCheck.Start = "up" },
+			g0 + `.health_check.start: "up": want one of healthy, unhealthy`},
+		{"jitter", func(c *Config) { c.TargetGroups[0].HealthCheck.Jitter = time.Hour },
+			g0 + `.health_check.jitter: "1h0m0s": out of range`},
+		{"unhealthy_interval", func(c *Config) { c.TargetGroups[0].HealthCheck.UnhealthyInterval = time.Millisecond },
+			g0 + `.health_check.unhealthy_interval: "1ms": out of range 100ms-1h`},
+		{"passive.consecutive_failures", func(c *Config) { c.TargetGroups[0].Passive.ConsecutiveFailures = -1 },
+			g0 + `.passive.consecutive_failures: "-1": out of range 0-1000`},
+		{"passive.max_ejection below ejection", func(c *Config) { c.TargetGroups[0].Passive.MaxEjection = time.Second },
+			g0 + `.passive.max_ejection: "1s": out of range 10s (ejection)-24h`},
+		{"drain_timeout", func(c *Config) { c.TargetGroups[0].DrainTimeout = 0 },
+			g0 + `.drain_timeout: "0s": out of range 1s-168h`},
+		{"strict with switch_back", func(c *Config) { c.TargetGroups[0].Strict = true; c.TargetGroups[0].SwitchBack = true },
+			g0 + `.switch_back: "true": a strict group never moves sessions`},
+		{"member state", func(c *Config) { c.TargetGroups[0].Members[0].State = "down" },
+			m0 + `.state: "down": want one of ready, drain, maint`},
 
 		// Log.
 		{"log.level", func(c *Config) { c.Log.Level = "trace" },

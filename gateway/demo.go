@@ -125,16 +125,14 @@ func DemoConfig(listen, admin string, members ...*DemoMember) *Config {
 	cfg := DefaultConfig()
 	cfg.Listen = listen
 	cfg.Admin.Listen = admin
-	g := GroupConfig{
-		Name:       "FBDevTargetGroup",
-		PathPrefix: "/fb",
-		HealthCheck: HealthCheckConfig{
-			Path: "/fb/healthcheck", Interval: 2 * time.Second, Timeout: time.Second,
-			HealthyThreshold: 2, UnhealthyThreshold: 2,
-		},
-	}
+	g := NewGroupConfig("FBDevTargetGroup", "/fb")
+	g.HealthCheck.Path = "/fb/healthcheck"
+	g.HealthCheck.Interval = 2 * time.Second
+	g.HealthCheck.Timeout = time.Second
 	for _, m := range members {
-		g.Members = append(g.Members, MemberConfig{ID: m.ID, Address: m.Addr(), Route: m.Clone, Weight: 1})
+		mc := NewMemberConfig(m.ID, m.Addr())
+		mc.Route = m.Clone
+		g.Members = append(g.Members, mc)
 	}
 	cfg.TargetGroups = []GroupConfig{g}
 	return &cfg

@@ -65,20 +65,12 @@ func gwConfig(groups ...GroupConfig) *Config {
 
 // gwGroup is a group without active health checks.
 func gwGroup(name, prefix string, members ...MemberConfig) GroupConfig {
-	return GroupConfig{
-		Name:       name,
-		PathPrefix: prefix,
-		HealthCheck: HealthCheckConfig{
-			Path: "", Interval: 5 * time.Second, Timeout: 2 * time.Second,
-			HealthyThreshold: 2, UnhealthyThreshold: 2,
-		},
-		Members: members,
-	}
+	return NewGroupConfig(name, prefix, members...)
 }
 
 // gwMember is a member whose route id is its id.
 func gwMember(id, addr string) MemberConfig {
-	return MemberConfig{ID: id, Address: addr, Route: id, Weight: 1}
+	return NewMemberConfig(id, addr)
 }
 
 // startGateway builds, listens and serves cfg; it returns the server and its client

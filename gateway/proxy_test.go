@@ -55,8 +55,8 @@ var webSphereCookie = regexp.MustCompile(`^0000[A-Za-z0-9_-]{23}:(Node1|Node2)$`
 func TestProxyWebSphereRoutes(t *testing.T) {
 	dm := startDemoMembers(t, "m1", "Node1", "m2", "Node2")
 	cfg := gwConfig(gwGroup("fb", "/fb",
-		MemberConfig{ID: "m1", Address: dm[0].Addr(), Route: "Node1", Weight: 1},
-		MemberConfig{ID: "m2", Address: dm[1].Addr(), Route: "Node2", Weight: 1}))
+		routed(NewMemberConfig("m1", dm[0].Addr()), "Node1"),
+		routed(NewMemberConfig("m2", dm[1].Addr()), "Node2")))
 	s, addr := startGateway(t, cfg, zerolog.Nop())
 	c := newHTTPClient(t)
 	url := "http://" + addr + "/fb/app"
@@ -143,7 +143,7 @@ func TestProxyTomcatRoutes(t *testing.T) {
 			var members []MemberConfig
 			for i := 1; i <= 3; i++ {
 				id, route := "t"+strconv.Itoa(i), "jvm"+strconv.Itoa(i)
-				members = append(members, MemberConfig{ID: id, Address: startHTTPMember(t, tomcatMember(id, route)), Route: route, Weight: 1})
+				members = append(members, routed(NewMemberConfig(id, startHTTPMember(t, tomcatMember(id, route))), route))
 			}
 			cfg := gwConfig(gwGroup("app", "/app", members...))
 			cfg.Session.RouteFormat = format
@@ -407,11 +407,7 @@ func TestProxyStatusCodes(t *testing.T) {
 	okAddr := startFastMember(t, idMember("ok"))
 	cfg := gwConfig(
 		gwGroup("ok", "/ok", gwMember("ok", okAddr)),
-		GroupConfig{
-			Name: "hosted", Hosts: []string{"app.example.com"}, PathPrefix: "/h",
-			HealthCheck: gwGroup("", "").HealthCheck,
-			Members:     []MemberConfig{gwMember("hosted", startFastMember(t, idMember("hosted")))},
-		},
+		withHosts(gwGroup("hosted", "/h", gwMember("hosted", startFastMember(t, idMember("hosted")))), "app.example.com"),
 		gwGroup("down", "/down", gwMember("down1", startFastMember(t, idMember("down1"))), gwMember("down2", okAddr)),
 		gwGroup("dead", "/dead", gwMember("dead", closedAddr(t))),
 		gwGroup("slow", "/slow", gwMember("slow", slowMember(t))),
@@ -939,4 +935,14 @@ func chunked(n int) string {
 	}
 	b.WriteString("0\r\n\r\n")
 	return b.String()
+}
+
+func routed(m MemberConfig, route string) MemberConfig {
+	m.Route = route
+	return m
+}
+
+func withHosts(g GroupConfig, hosts ...string) GroupConfig {
+	g.Hosts = hosts
+	return g
 }
