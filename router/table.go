@@ -74,7 +74,7 @@ type Group struct {
 
 	chain   []Link
 	balance Balance
-	hashed  bool  // the chain ends in hash: keys with no binding are hashed
+	hashed  bool // the chain ends in hash: keys with no binding are hashed
 	strict  bool
 	slots   []int // smooth weighted round-robin order of member indexes
 	byRoute map[string]int
