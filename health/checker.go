@@ -1,6 +1,7 @@
 package health
 
 import (
+	"container/heap"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -16,22 +17,45 @@ import (
 type Check struct {
 	// Path is requested with GET; "" means no active check (always healthy).
 	Path string
-	// Interval between two checks of one member; Timeout of one check.
-	Interval, Timeout time.Duration
+	// Interval between two checks of a healthy member; UnhealthyInterval (used when
+	// shorter) while it is unhealthy, so that it comes back sooner.
+	Interval, UnhealthyInterval time.Duration
+	// Timeout of one check.
+	Timeout time.Duration
+	// Jitter lengthens each interval by a random part of up to Jitter.
+	Jitter time.Duration
 	// Rise passing checks in a row make a member healthy; Fall failing ones unhealthy.
 	Rise, Fall int
+	// StatusLo-StatusHi is the range of passing status codes.
+	StatusLo, StatusHi int
 	// HostValue is the Host header sent; "" sends the member address.
 	HostValue string
+	// StartUnhealthy makes a newly seen member wait for Rise passing checks.
+	StartUnhealthy bool
 }
 
-// Target is one member to check.
+// Passive is a group's ejection on failures of real requests.
+type Passive struct {
+	// Failures in a row eject a member; 0 turns passive ejection off.
+	Failures int
+	// Ejection is the first ejection's length without active checks; it doubles with
+	// each ejection in a row, up to MaxEjection.
+	Ejection, MaxEjection time.Duration
+}
+
+// Target is one member to watch.
 type Target struct {
 	Group, Member, Addr string
-	State               *router.MemberState
-	Check               Check
+	State              *router.MemberState
+	// Peers are the states of every member of the group, this one included, so that
+	// passive ejection never takes out the last usable one.
+	Peers        []*router.MemberState
+	Check        Check
+	Passive      Passive
+	DrainTimeout time.Duration
 }
 
-// Result is the latest outcome of a member's checks, for the admin API.
+// Result is the latest outcome of a member's active checks, for the admin API.
 type Result struct {
 	At      time.Time
 	OK      bool
@@ -40,102 +64,116 @@ type Result struct {
 	Latency time.Duration
 }
 
-// Checker runs active checks. Update sets what it checks; Stop ends it.
+// Checker watches members: one scheduler goroutine runs every active check (through
+// a small pool of workers), expires passive ejections and drain deadlines, and rotates
+// the bound-session windows. Update says what to watch; Stop ends it.
 type Checker struct {
-	log zerolog.Logger
+	log    zerolog.Logger
+	window time.Duration
 
 	mu      sync.Mutex
-	probers map[string]*prober // by member id
-	wg      sync.WaitGroup
+	members map[string]*watched // by member id
+	seen    map[string]bool     // member ids ever watched: the start state applies once
+
+	jobs   chan *watched
+	done   chan *watched
+	wake   chan struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	rotate time.Time
 }
 
-// New returns a Checker that checks nothing yet.
-func New(log zerolog.Logger) *Checker {
-	return &Checker{log: log.With().Str("component", "health").Logger(), probers: map[string]*prober{}}
+// watched is one member under watch. Fields after mu are guarded by it.
+type watched struct {
+	t      Target
+	client *fasthttp.HostClient
+	log    zerolog.Logger
+
+	mu           sync.Mutex
+	gone         bool
+	due          time.Time
+	index        int // in the scheduler's heap, -1 when not in it
+	okRun        int
+	failRun      int
+	last         Result
+	ejections    int       // ejections in a row, for the back-off
+	ejectedUntil time.Time // without active checks: when the ejection ends
+	lastEjection time.Time
 }
 
-// Update makes the Checker check exactly ts: it starts probers for new members, restarts
-// those whose address or settings changed and stops those that left. A member without
-// an active check is marked healthy.
+// maintenance is how often ejections, drains and windows are looked at.
+const maintenance = 100 * time.Millisecond
+
+// New starts a Checker that watches nothing yet. window is the bound-session window.
+func New(log zerolog.Logger, window time.Duration) *Checker {
+	c := &Checker{
+		log:     log.With().Str("component", "health").Logger(),
+		window:  window,
+		members: map[string]*watched{},
+		seen:    map[string]bool{},
+		jobs:    make(chan *watched, 64),
+		done:    make(chan *watched, 64),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		rotate:  time.Now(),
+	}
+	const workers = 8
+	for range workers {
+		c.wg.Add(1)
+		go c.worker()
+	}
+	c.wg.Add(1)
+	go c.schedule()
+	return c
+}
+
+// Update makes the Checker watch exactly ts. Members that stay (same id, address and
+// settings) keep their counters; a member seen for the first time starts unhealthy
+// when its check says so; a member without an active check is marked healthy.
 func (c *Checker) Update(ts []Target) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	keep := map[string]bool{}
 	for _, t := range ts {
 		keep[t.Member] = true
-		if p, ok := c.probers[t.Member]; ok {
-			if p.t.Addr == t.Addr && p.t.Check == t.Check && p.t.State == t.State {
+		if w, ok := c.members[t.Member]; ok {
+			w.mu.Lock()
+			same := w.t.Addr == t.Addr && w.t.Check == t.Check && w.t.State == t.State
+			w.t.Peers, w.t.Passive, w.t.DrainTimeout = t.Peers, t.Passive, t.DrainTimeout
+			w.mu.Unlock()
+			if same {
 				continue
 			}
-			p.stop()
-			delete(c.probers, t.Member)
+			c.retire(w)
 		}
-		if t.Check.Path == "" {
+		w := c.newWatched(t)
+		c.members[t.Member] = w
+		first := !c.seen[t.Member]
+		c.seen[t.Member] = true
+		switch {
+		case t.Check.Path == "":
 			if t.State.SetHealthy(true) {
-				c.log.Info().Str("group", t.Group).Str("member", t.Member).Str("from", "down").Str("to", "up").
-					Str("reason", "active check removed").Msg("member health changed")
+				w.log.Info().Str("from", "down").Str("to", "up").Str("reason", "active check removed").Msg("member health changed")
 			}
-			continue
+		case first && t.Check.StartUnhealthy:
+			t.State.SetHealthy(false)
 		}
-		p := newProber(t, c.log)
-		c.probers[t.Member] = p
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			p.run()
-		}()
 	}
-	for id, p := range c.probers {
+	for id, w := range c.members {
 		if !keep[id] {
-			p.stop()
-			delete(c.probers, id)
+			c.retire(w)
+			delete(c.members, id)
 		}
 	}
-}
-
-// Last returns the latest check result of a member, if it has been checked.
-func (c *Checker) Last(member string) (Result, bool) {
-	c.mu.Lock()
-	p, ok := c.probers[member]
 	c.mu.Unlock()
-	if !ok {
-		return Result{}, false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.last, !p.last.At.IsZero()
+	c.poke()
 }
 
-// Stop ends every prober and waits for them.
-func (c *Checker) Stop() {
-	c.mu.Lock()
-	for id, p := range c.probers {
-		p.stop()
-		delete(c.probers, id)
-	}
-	c.mu.Unlock()
-	c.wg.Wait()
-}
-
-type prober struct {
-	t      Target
-	log    zerolog.Logger
-	client *fasthttp.HostClient
-	done   chan struct{}
-	once   sync.Once
-
-	okRun, failRun int
-
-	mu   sync.Mutex
-	last Result
-}
-
-func newProber(t Target, log zerolog.Logger) *prober {
-	timeout := t.Check.Timeout
-	return &prober{
-		t:   t,
-		log: log.With().Str("group", t.Group).Str("member", t.Member).Logger(),
-		client: &fasthttp.HostClient{
+func (c *Checker) newWatched(t Target) *watched {
+	w := &watched{t: t, index: -1, log: c.log.With().Str("group", t.Group).Str("member", t.Member).Logger()}
+	if t.Check.Path != "" {
+		timeout := t.Check.Timeout
+		w.client = &fasthttp.HostClient{
 			Addr:                      t.Addr,
 			Dial:                      func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, timeout) },
 			MaxConns:                  1,
@@ -145,76 +183,299 @@ func newProber(t Target, log zerolog.Logger) *prober {
 			MaxIdleConnDuration:       2 * t.Check.Interval,
 			NoDefaultUserAgentHeader:  true,
 			Name:                      "sessiongate-health",
-		},
-		done: make(chan struct{}),
+		}
+		// Spread the first checks over a tenth of an interval (at most a second) so
+		// that members are not probed in step.
+		spread := min(t.Check.Interval/10, time.Second)
+		w.due = time.Now().Add(time.Duration(rand.Int64N(int64(spread) + 1)))
+	}
+	return w
+}
+
+// retire stops watching w; a check in flight finishes and is dropped.
+func (c *Checker) retire(w *watched) {
+	w.mu.Lock()
+	w.gone = true
+	w.mu.Unlock()
+	if w.client != nil {
+		w.client.CloseIdleConnections()
 	}
 }
 
-func (p *prober) stop() { p.once.Do(func() { close(p.done) }) }
+func (c *Checker) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
 
-func (p *prober) run() {
-	// Spread the first checks over one interval so that members are not probed in step.
-	first := time.Duration(rand.Int64N(int64(p.t.Check.Interval)/10 + 1))
-	timer := time.NewTimer(first)
+// Last returns the latest active check result of a member, if it has been checked.
+func (c *Checker) Last(member string) (Result, bool) {
+	c.mu.Lock()
+	w, ok := c.members[member]
+	c.mu.Unlock()
+	if !ok {
+		return Result{}, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last, !w.last.At.IsZero()
+}
+
+// Stop ends the scheduler and the workers and waits for them.
+func (c *Checker) Stop() {
+	c.once.Do(func() { close(c.stop) })
+	c.wg.Wait()
+	c.mu.Lock()
+	for _, w := range c.members {
+		c.retire(w)
+	}
+	c.mu.Unlock()
+}
+
+// dueHeap orders watched members by their next check.
+type dueHeap []*watched
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *dueHeap) Push(x any)        { w := x.(*watched); w.index = len(*h); *h = append(*h, w) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	w.index = -1
+	*h = old[:len(old)-1]
+	return w
+}
+
+// schedule is the one scheduler: it hands due checks to the workers and runs the
+// periodic maintenance.
+func (c *Checker) schedule() {
+	defer c.wg.Done()
+	var h dueHeap
+	timer := time.NewTimer(maintenance)
 	defer timer.Stop()
 	for {
+		// Take in members that are new since the last round.
+		c.mu.Lock()
+		for _, w := range c.members {
+			if w.client != nil && w.index == -1 { // neither queued nor in flight
+				heap.Push(&h, w)
+			}
+		}
+		c.mu.Unlock()
+		now := time.Now()
+		for h.Len() > 0 && !h[0].due.After(now) {
+			w := heap.Pop(&h).(*watched)
+			if w.isGone() {
+				continue
+			}
+			w.setInFlight(true)
+			select {
+			case c.jobs <- w:
+			case <-c.stop:
+				return
+			}
+		}
+		c.maintain(now)
+		next := maintenance
+		if h.Len() > 0 {
+			next = min(next, time.Until(h[0].due))
+		}
+		timer.Reset(max(next, time.Millisecond))
 		select {
-		case <-p.done:
-			p.client.CloseIdleConnections()
+		case <-c.stop:
 			return
 		case <-timer.C:
+		case <-c.wake:
+		case w := <-c.done:
+			w.setInFlight(false)
+			if !w.isGone() {
+				heap.Push(&h, w)
+			}
 		}
-		p.observe(p.probe())
-		timer.Reset(p.t.Check.Interval)
 	}
 }
 
-func (p *prober) probe() Result {
+func (w *watched) isGone() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
+}
+
+// setInFlight marks (index -2) or clears (-1) that a worker holds the member; only
+// the scheduler touches index.
+func (w *watched) setInFlight(on bool) {
+	if on {
+		w.index = -2
+	} else {
+		w.index = -1
+	}
+}
+
+func (c *Checker) worker() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case w := <-c.jobs:
+			r := w.probe()
+			w.observe(r)
+			select {
+			case c.done <- w:
+			case <-c.stop:
+				return
+			}
+		}
+	}
+}
+
+func (w *watched) probe() Result {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(p.t.Check.Path)
-	host := p.t.Check.HostValue
+	req.SetRequestURI(w.t.Check.Path)
+	host := w.t.Check.HostValue
 	if host == "" {
-		host = p.t.Addr
+		host = w.t.Addr
 	}
 	req.Header.SetHost(host)
 	resp.SkipBody = true
 	start := time.Now()
-	err := p.client.DoTimeout(req, resp, p.t.Check.Timeout)
+	err := w.client.DoTimeout(req, resp, w.t.Check.Timeout)
 	r := Result{At: start, Latency: time.Since(start)}
-	switch {
+	switch code := resp.StatusCode(); {
 	case err != nil:
 		r.Reason = err.Error()
-	case resp.StatusCode() < 200 || resp.StatusCode() > 399:
-		r.Status = resp.StatusCode()
-		r.Reason = "status " + strconv.Itoa(r.Status)
+	case code < w.t.Check.StatusLo || code > w.t.Check.StatusHi:
+		r.Status = code
+		r.Reason = "status " + strconv.Itoa(code)
 	default:
-		r.Status = resp.StatusCode()
+		r.Status = code
 		r.OK = true
 	}
 	return r
 }
 
-// observe applies the rise/fall thresholds to one result; it logs a transition once.
-func (p *prober) observe(r Result) {
-	p.mu.Lock()
-	p.last = r
-	p.mu.Unlock()
+// observe applies the rise/fall thresholds to one result, logs a transition once,
+// and sets the next check time (sooner while unhealthy, plus jitter).
+func (w *watched) observe(r Result) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last = r
+	st := w.t.State
+	ck := &w.t.Check
 	if r.OK {
-		p.okRun++
-		p.failRun = 0
-		if p.okRun >= p.t.Check.Rise && p.t.State.SetHealthy(true) {
-			p.log.Info().Str("from", "down").Str("to", "up").
-				Str("reason", "passed "+strconv.Itoa(p.okRun)+" checks").Msg("member health changed")
+		w.okRun++
+		w.failRun = 0
+		if w.okRun >= ck.Rise && st.SetHealthy(true) {
+			w.log.Info().Str("from", "down").Str("to", "up").
+				Str("reason", "passed "+strconv.Itoa(w.okRun)+" checks").Msg("member health changed")
+		}
+		if st.Healthy() && st.SetEjected(false) {
+			w.log.Info().Str("from", "ejected").Str("to", "up").Str("reason", "active check passed").Msg("member ejection ended")
+		}
+	} else {
+		w.failRun++
+		w.okRun = 0
+		if w.failRun >= ck.Fall && st.SetHealthy(false) {
+			w.log.Warn().Str("from", "up").Str("to", "down").Str("reason", r.Reason).
+				Int("failed_checks", w.failRun).Msg("member health changed")
+		}
+	}
+	interval := ck.Interval
+	if !st.Healthy() && ck.UnhealthyInterval > 0 {
+		interval = min(interval, ck.UnhealthyInterval)
+	}
+	if ck.Jitter > 0 {
+		interval += time.Duration(rand.Int64N(int64(ck.Jitter) + 1))
+	}
+	w.due = time.Now().Add(interval)
+}
+
+// maintain ends timed ejections, expires drains and rotates bound-session windows.
+func (c *Checker) maintain(now time.Time) {
+	rotate := c.window > 0 && now.Sub(c.rotate) >= c.window
+	if rotate {
+		c.rotate = now
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.members {
+		st := w.t.State
+		if rotate {
+			st.RotateSessions()
+		}
+		w.mu.Lock()
+		if !w.ejectedUntil.IsZero() && now.After(w.ejectedUntil) {
+			w.ejectedUntil = time.Time{}
+			if st.SetEjected(false) {
+				w.log.Info().Str("from", "ejected").Str("to", "up").Str("reason", "ejection time over").Msg("member ejection ended")
+			}
+		}
+		if st.Admin() == router.AdminDrain && !st.DrainExpired() && w.t.DrainTimeout > 0 &&
+			now.Sub(st.DrainSince()) >= w.t.DrainTimeout && st.SetDrainExpired(true) {
+			w.log.Warn().Dur("drain_timeout", w.t.DrainTimeout).Int("bound_sessions", st.BoundSessions()).
+				Msg("member drain deadline passed: its sessions move")
+		}
+		w.mu.Unlock()
+	}
+}
+
+// Failure records a failed request to the member with state st (passive health): after
+// passive.failures in a row the member is ejected, unless it is the last usable member
+// of its group (panic mode: routing to all beats routing to none). Called off the
+// steady-state path, on failures only.
+func (c *Checker) Failure(st *router.MemberState, reason string) {
+	n := int(st.Consecutive.Add(1))
+	c.mu.Lock()
+	w, ok := c.members[st.ID()]
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.t.Passive
+	if p.Failures == 0 || n < p.Failures || st.Ejected() {
+		return
+	}
+	others := 0
+	for _, peer := range w.t.Peers {
+		if peer != st && peer.UsableBound() {
+			others++
+		}
+	}
+	if others == 0 {
+		if n == p.Failures { // once per run of failures
+			w.log.Error().Int("failures", n).Str("reason", reason).
+				Msg("panic mode: not ejecting the last usable member of the group")
 		}
 		return
 	}
-	p.failRun++
-	p.okRun = 0
-	if p.failRun >= p.t.Check.Fall && p.t.State.SetHealthy(false) {
-		p.log.Warn().Str("from", "up").Str("to", "down").Str("reason", r.Reason).
-			Int("failed_checks", p.failRun).Msg("member health changed")
+	now := time.Now()
+	if !w.lastEjection.IsZero() && now.Sub(w.lastEjection) > p.MaxEjection+p.Ejection {
+		w.ejections = 0 // well-behaved since: start the back-off over
+	}
+	w.ejections++
+	w.lastEjection = now
+	d := p.MaxEjection
+	if shift := w.ejections - 1; shift < 20 && p.Ejection<<shift < p.MaxEjection {
+		d = p.Ejection << shift
+	}
+	if w.t.Check.Path == "" {
+		w.ejectedUntil = now.Add(d)
+	}
+	st.Consecutive.Store(0)
+	if st.SetEjected(true) {
+		e := w.log.Warn().Str("from", "up").Str("to", "ejected").Int("failures", n).Str("reason", reason)
+		if w.t.Check.Path == "" {
+			e = e.Dur("ejection", d)
+		} else {
+			e = e.Str("until", "an active check passes")
+		}
+		e.Msg("member ejected")
 	}
 }

@@ -75,11 +75,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestRiseAndFall(t *testing.T) {
 	m := startMember(t)
 	var logs syncBuffer
-	c := New(zerolog.New(&logs))
+	c := New(zerolog.New(&logs), time.Minute)
 	defer c.Stop()
 	st := router.NewStates().Get("n1")
 	c.Update([]Target{{Group: "g", Member: "n1", Addr: m.addr, State: st, Check: Check{
-		Path: "/hc", Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 3, Fall: 2,
+		Path: "/hc", Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 3, Fall: 2, StatusLo: 200, StatusHi: 399,
 	}}})
 
 	waitFor(t, "first checks", func() bool { return m.checks.Load() >= 3 })
@@ -118,12 +118,12 @@ func TestFlappingDoesNotFloodLog(t *testing.T) {
 	m := startMember(t)
 	var flip atomic.Bool
 	var logs syncBuffer
-	c := New(zerolog.New(&logs))
+	c := New(zerolog.New(&logs), time.Minute)
 	defer c.Stop()
 	st := router.NewStates().Get("n1")
-	p := newProber(Target{Group: "g", Member: "n1", Addr: m.addr, State: st, Check: Check{
-		Path: "/hc", Interval: time.Hour, Timeout: time.Second, Rise: 2, Fall: 2,
-	}}, c.log)
+	p := c.newWatched(Target{Group: "g", Member: "n1", Addr: m.addr, State: st, Check: Check{
+		Path: "/hc", Interval: time.Hour, Timeout: time.Second, Rise: 2, Fall: 2, StatusLo: 200, StatusHi: 399,
+	}})
 	for range 50 {
 		p.observe(Result{OK: flip.Load(), Reason: "status 503"})
 		flip.Store(!flip.Load())
@@ -143,11 +143,11 @@ func TestUnreachableMemberGoesDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c := New(zerolog.Nop())
+	c := New(zerolog.Nop(), time.Minute)
 	defer c.Stop()
 	st := router.NewStates().Get("n1")
 	c.Update([]Target{{Group: "g", Member: "n1", Addr: addr, State: st, Check: Check{
-		Path: "/hc", Interval: 10 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1,
+		Path: "/hc", Interval: 10 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1, StatusLo: 200, StatusHi: 399,
 	}}})
 	waitFor(t, "unreachable member down", func() bool { return !st.Healthy() })
 	if r, ok := c.Last("n1"); !ok || r.OK || r.Reason == "" {
@@ -158,11 +158,11 @@ func TestUnreachableMemberGoesDown(t *testing.T) {
 func TestUpdateWithoutPathMarksHealthyAndStops(t *testing.T) {
 	m := startMember(t)
 	m.ok.Store(false)
-	c := New(zerolog.Nop())
+	c := New(zerolog.Nop(), time.Minute)
 	defer c.Stop()
 	st := router.NewStates().Get("n1")
 	tgt := Target{Group: "g", Member: "n1", Addr: m.addr, State: st, Check: Check{
-		Path: "/hc", Interval: 10 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1,
+		Path: "/hc", Interval: 10 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1, StatusLo: 200, StatusHi: 399,
 	}}
 	c.Update([]Target{tgt})
 	waitFor(t, "member down", func() bool { return !st.Healthy() })
@@ -175,4 +175,148 @@ func TestUpdateWithoutPathMarksHealthyAndStops(t *testing.T) {
 	if _, ok := c.Last("n1"); ok {
 		t.Fatal("removed member still has a prober")
 	}
+}
+
+func groupStates(ids ...string) []*router.MemberState {
+	s := router.NewStates()
+	var out []*router.MemberState
+	for _, id := range ids {
+		out = append(out, s.Get(id))
+	}
+	return out
+}
+
+func TestPassiveEjectionWithoutActiveChecks(t *testing.T) {
+	var logs syncBuffer
+	c := New(zerolog.New(&logs), time.Minute)
+	defer c.Stop()
+	peers := groupStates("n1", "n2")
+	p := Passive{Failures: 3, Ejection: 200 * time.Millisecond, MaxEjection: time.Second}
+	c.Update([]Target{
+		{Group: "g", Member: "n1", Addr: "127.0.0.1:1", State: peers[0], Peers: peers, Passive: p},
+		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
+	})
+	c.Failure(peers[0], "connect")
+	c.Failure(peers[0], "connect")
+	if peers[0].Ejected() {
+		t.Fatal("ejected after 2 failures, want 3")
+	}
+	start := time.Now()
+	c.Failure(peers[0], "connect")
+	if !peers[0].Ejected() || peers[0].UsableBound() {
+		t.Fatal("not ejected after 3 failures")
+	}
+	waitFor(t, "ejection to end", func() bool { return !peers[0].Ejected() })
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("ejection lasted %v, want at least 200ms", d)
+	}
+	// A second ejection in a row lasts twice as long.
+	start = time.Now()
+	for range 3 {
+		c.Failure(peers[0], "connect")
+	}
+	waitFor(t, "second ejection to end", func() bool { return !peers[0].Ejected() })
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Fatalf("second ejection lasted %v, want at least 400ms (doubled)", d)
+	}
+	if n := strings.Count(logs.String(), "member ejected"); n != 2 {
+		t.Fatalf("logged %d ejections, want 2:\n%s", n, logs.String())
+	}
+}
+
+func TestPassiveNeverEjectsLastUsableMember(t *testing.T) {
+	var logs syncBuffer
+	c := New(zerolog.New(&logs), time.Minute)
+	defer c.Stop()
+	peers := groupStates("n1", "n2")
+	p := Passive{Failures: 2, Ejection: time.Second, MaxEjection: time.Minute}
+	c.Update([]Target{
+		{Group: "g", Member: "n1", Addr: "127.0.0.1:1", State: peers[0], Peers: peers, Passive: p},
+		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
+	})
+	peers[1].SetHealthy(false)
+	for range 10 {
+		c.Failure(peers[0], "connect")
+	}
+	if peers[0].Ejected() {
+		t.Fatal("the last usable member was ejected")
+	}
+	if n := strings.Count(logs.String(), "panic mode"); n != 1 {
+		t.Fatalf("logged panic mode %d times for one run of failures, want 1:\n%s", n, logs.String())
+	}
+}
+
+func TestPassiveEjectionEndsOnActiveCheck(t *testing.T) {
+	m := startMember(t)
+	c := New(zerolog.Nop(), time.Minute)
+	defer c.Stop()
+	peers := groupStates("n1", "n2")
+	ck := Check{Path: "/hc", Interval: 50 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1, StatusLo: 200, StatusHi: 399}
+	p := Passive{Failures: 1, Ejection: time.Hour, MaxEjection: time.Hour}
+	c.Update([]Target{
+		{Group: "g", Member: "n1", Addr: m.addr, State: peers[0], Peers: peers, Passive: p, Check: ck},
+		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
+	})
+	c.Failure(peers[0], "timeout")
+	if !peers[0].Ejected() {
+		t.Fatal("not ejected")
+	}
+	waitFor(t, "a passing check to end the ejection", func() bool { return !peers[0].Ejected() })
+}
+
+func TestDrainDeadline(t *testing.T) {
+	c := New(zerolog.Nop(), time.Minute)
+	defer c.Stop()
+	peers := groupStates("n1")
+	c.Update([]Target{{Group: "g", Member: "n1", Addr: "127.0.0.1:1", State: peers[0], Peers: peers, DrainTimeout: 300 * time.Millisecond}})
+	start := time.Now()
+	peers[0].SetAdmin(router.AdminDrain)
+	if !peers[0].UsableBound() || peers[0].UsableNew() {
+		t.Fatal("a draining member must keep bound sessions and take no new ones")
+	}
+	waitFor(t, "drain deadline", func() bool { return peers[0].DrainExpired() })
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("drain expired after %v, want at least 300ms", d)
+	}
+	if peers[0].UsableBound() {
+		t.Fatal("bound sessions still stay after the drain deadline")
+	}
+	peers[0].SetAdmin(router.AdminReady)
+	if peers[0].DrainExpired() || !peers[0].UsableNew() {
+		t.Fatal("ready did not clear the expired drain")
+	}
+}
+
+func TestStartUnhealthyAndStatusRange(t *testing.T) {
+	m := startMember(t)
+	c := New(zerolog.Nop(), time.Minute)
+	defer c.Stop()
+	st := router.NewStates().Get("n1")
+	// 200 is outside 201-299: the member never passes.
+	ck := Check{Path: "/hc", Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 1,
+		StatusLo: 201, StatusHi: 299, StartUnhealthy: true}
+	c.Update([]Target{{Group: "g", Member: "n1", Addr: m.addr, State: st, Check: ck}})
+	if st.Healthy() {
+		t.Fatal("start: unhealthy member is healthy before any check")
+	}
+	waitFor(t, "checks", func() bool { return m.checks.Load() >= 3 })
+	if st.Healthy() {
+		t.Fatal("member with status 200 outside 201-299 became healthy")
+	}
+	ck.StatusLo = 200
+	c.Update([]Target{{Group: "g", Member: "n1", Addr: m.addr, State: st, Check: ck}})
+	waitFor(t, "member up", func() bool { return st.Healthy() })
+}
+
+func TestUnhealthyIntervalIsFaster(t *testing.T) {
+	m := startMember(t)
+	m.ok.Store(false)
+	c := New(zerolog.Nop(), time.Minute)
+	defer c.Stop()
+	st := router.NewStates().Get("n1")
+	c.Update([]Target{{Group: "g", Member: "n1", Addr: m.addr, State: st, Check: Check{
+		Path: "/hc", Interval: time.Hour, UnhealthyInterval: 20 * time.Millisecond, Timeout: time.Second,
+		Rise: 1, Fall: 1, StatusLo: 200, StatusHi: 399,
+	}}})
+	waitFor(t, "several checks at the unhealthy interval", func() bool { return m.checks.Load() >= 5 })
 }
