@@ -38,8 +38,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if len(key) > 0 {
 		keyHash = router.HashKey(key)
 	}
-	m, outcome := g.Pick(key, keyHash)
+	d := g.Decide(key, keyHash)
+	m, outcome := d.Member, d.Outcome
 	if m == nil {
+		if d.Bound != nil {
+			s.stats.refused[d.Reason].Add(1) // a strict group keeps the session on its member
+		}
 		s.fail(ctx, snap, start, g, nil, outcome, errNoMember)
 		return
 	}
@@ -47,30 +51,56 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, snap, start, g, m, outcome, errBodyTooLarge)
 		return
 	}
-	s.stats.outcomes[outcome].Add(1)
+	if outcome == router.OutcomeMoved {
+		s.moved(snap, d.Reason, keyHash, m)
+	}
 
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, req)
+	replay := snap.retry.MaxRetries > 0 && keepBody(req, snap.replayMax)
 
-	st := m.State
-	st.Requests.Add(1)
-	st.Inflight.Add(1)
+	var tried router.Tried
 	var err error
-	if req.Header.ContentLength() == -1 && req.IsBodyStream() {
-		err = doChunked(snap.clients[m.Index], req, &ctx.Response, snap.maxBody)
-	} else {
-		err = snap.clients[m.Index].Do(req, &ctx.Response)
+	for {
+		tried.Add(m)
+		err = s.forward(snap, m, req, &ctx.Response)
+		if err == nil {
+			break
+		}
+		if tried.Len() > snap.retry.MaxRetries || !replay || !retryable(err, req, snap.retry.IdempotentOnTimeout) {
+			break
+		}
+		next := g.Retry(keyHash, len(key) > 0, &tried)
+		if next == nil {
+			break
+		}
+		s.stats.retries.Add(1)
+		if req.Header.ContentLength() > 0 {
+			s.stats.replays.Add(1)
+		}
+		s.log.Debug().Str("group", g.Name).Str("from", m.ID).Str("to", next.ID).
+			Str("error_kind", errKindNames[kindOf(err)]).Msg("retrying on another member")
+		m = next
+		if len(key) > 0 {
+			outcome = router.OutcomeMoved
+			s.moved(snap, router.MoveMemberDown, keyHash, m)
+		}
 	}
-	st.Inflight.Add(-1)
 	if err != nil {
-		st.Failures.Add(1)
 		if kindOf(err) == kindHeaderTooLarge {
 			err = errMemberHeaderTooLarge // the member's answer, not the client's request: 502, not 431
 		}
 		s.fail(ctx, snap, start, g, m, outcome, err)
 		return
 	}
+	s.stats.outcomes[outcome].Add(1)
+	if len(key) > 0 && outcome != router.OutcomeBalanced {
+		m.State.SeeSession(keyHash)
+	}
 	resp := &ctx.Response
+	if snap.eject5xx[m.Index] && resp.StatusCode() >= 500 {
+		s.health.Failure(m.State, "status 5xx")
+	}
 	removeHopHeaders(&resp.Header)
 	resp.Header.ResetConnectionClose()
 	if clientClose {
@@ -80,6 +110,79 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.learn(snap, m, resp, key, outcome)
 	}
 	s.logAccess(ctx, snap, start, g, m, outcome, resp.StatusCode(), nil)
+}
+
+// forward sends req to m once and records the result in m's passive health.
+func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request, resp *fasthttp.Response) error {
+	st := m.State
+	st.Requests.Add(1)
+	st.Inflight.Add(1)
+	var err error
+	if req.Header.ContentLength() == -1 && req.IsBodyStream() {
+		err = doChunked(snap.clients[m.Index], req, resp, snap.maxBody)
+	} else {
+		err = snap.clients[m.Index].Do(req, resp)
+	}
+	st.Inflight.Add(-1)
+	if err != nil {
+		st.Failures.Add(1)
+		if k := kindOf(err); k != kindBodyTooLarge && k != kindMemberBusy {
+			s.health.Failure(st, errKindNames[k])
+		}
+		return err
+	}
+	if st.Consecutive.Load() != 0 {
+		st.Consecutive.Store(0)
+	}
+	return nil
+}
+
+// moved counts a session's move and remembers its new member, so that the following
+// requests go there directly (and, without switch_back, stay there).
+func (s *Server) moved(snap *snapshot, reason router.MoveReason, keyHash uint64, m *router.Member) {
+	s.stats.moves[reason].Add(1)
+	if snap.learn {
+		s.cache.Learn(keyHash, m.State.Num())
+	}
+}
+
+// keepBody reports whether req's body can be sent again: no body, or one of at most
+// limit bytes, which it reads into memory if it is still a stream. Chunked and larger
+// bodies stream through once.
+func keepBody(req *fasthttp.Request, limit int) bool {
+	cl := req.Header.ContentLength()
+	switch {
+	case cl == 0:
+		return true
+	case cl < 0 || cl > limit:
+		return false
+	}
+	if req.IsBodyStream() {
+		req.Body() // reads the (already received) body and closes the stream
+	}
+	return !req.IsBodyStream()
+}
+
+// retryable reports whether a failed attempt may go to another member: always when the
+// request provably never reached the member (it could not connect, or no connection
+// was free), and for idempotent methods also when the member timed out or closed the
+// connection before answering.
+func retryable(err error, req *fasthttp.Request, idempotentOnTimeout bool) bool {
+	switch kindOf(err) {
+	case kindConnect, kindMemberBusy:
+		return true
+	case kindMemberTimeout, kindMemberClosed:
+		return idempotentOnTimeout && idempotent(req.Header.Method())
+	}
+	return false
+}
+
+func idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
 }
 
 // prepareRequest turns the client's request into the member's, in place: it drops the

@@ -52,6 +52,9 @@ type snapshot struct {
 	learn        bool // the chain has the learned resolver
 	routeFormat  router.Format
 	maxBody      int64
+	retry        RetryConfig
+	replayMax    int    // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
+	eject5xx     []bool // by router.Member.Index: 5xx answers count as passive failures
 	accessOn     bool
 	accessSample uint64
 }
@@ -62,6 +65,10 @@ type counters struct {
 	outcomes [8]atomic.Uint64 // by router.Outcome
 	errors   [numErrKinds]atomic.Uint64
 	learned  atomic.Uint64
+	moves    [router.NumMoveReasons]atomic.Uint64 // sessions moved, by reason
+	refused  [router.NumMoveReasons]atomic.Uint64 // strict groups: 503 instead of a move
+	retries  atomic.Uint64                        // attempts sent to another member
+	replays  atomic.Uint64                        // retries that sent a request body again
 }
 
 // New builds a Server from a validated Config. It starts the learned-session cache and
@@ -89,7 +96,8 @@ func New(cfg *Config, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.snap.Store(snap)
-	s.health = health.New(log)
+	applyAdminStates(cfg, snap.table, nil)
+	s.health = health.New(log, cfg.Session.BoundWindow)
 	s.health.Update(healthTargets(cfg, snap.table))
 	s.srv = s.newServer(cfg)
 	if cfg.Admin.Listen != "" {
@@ -136,7 +144,7 @@ func (s *Server) build(cfg *Config) (*snapshot, error) {
 		}
 	}
 	for _, g := range cfg.TargetGroups {
-		gs := router.GroupSpec{Name: g.Name, Hosts: g.Hosts, PathPrefix: g.PathPrefix}
+		gs := router.GroupSpec{Name: g.Name, Hosts: g.Hosts, PathPrefix: g.PathPrefix, SwitchBack: g.SwitchBack, Strict: g.Strict}
 		for _, m := range g.Members {
 			gs.Members = append(gs.Members, router.MemberSpec{ID: m.ID, Addr: m.Address, Route: m.Route, Weight: m.Weight})
 		}
@@ -161,10 +169,18 @@ func (s *Server) build(cfg *Config) (*snapshot, error) {
 		learn:        learn,
 		routeFormat:  format,
 		maxBody:      cfg.Server.MaxBodyBytes,
+		retry:        cfg.Retry,
+		replayMax:    min(cfg.Retry.RetryBuffer, cfg.Server.BufferBodyBytes),
+		eject5xx:     make([]bool, len(table.Members)),
 		accessOn:     cfg.Log.Access,
 		accessSample: uint64(max(cfg.Log.AccessSample, 1)),
 	}
 	snap.cookieNames = append(snap.cookieNames, cfg.Session.Cookies...)
+	for gi, g := range table.Groups {
+		for _, m := range g.Members {
+			snap.eject5xx[m.Index] = cfg.TargetGroups[gi].Passive.Eject5xx
+		}
+	}
 	for _, m := range table.Members {
 		if c, ok := old[m.ID+"\x00"+m.Addr]; ok {
 			snap.clients[m.Index] = c
@@ -333,30 +349,71 @@ func (s *Server) Cache() *sessioncache.Cache { return s.cache }
 // Table returns the routing table now in use.
 func (s *Server) Table() *router.Table { return s.snap.Load().table }
 
-// healthTargets lists what the checker probes: every member of every group with an
-// active check, with that group's settings.
+// healthTargets lists what the checker watches: every member of every group, with
+// that group's active check, passive ejection and drain settings.
 func healthTargets(cfg *Config, t *router.Table) []health.Target {
 	var ts []health.Target
 	for gi, g := range cfg.TargetGroups {
 		hc := g.HealthCheck
+		lo, hi, _ := ParseStatusRange(hc.ExpectedStatus)
+		peers := make([]*router.MemberState, 0, len(t.Groups[gi].Members))
+		for _, m := range t.Groups[gi].Members {
+			peers = append(peers, m.State)
+		}
 		for _, m := range t.Groups[gi].Members {
 			ts = append(ts, health.Target{
 				Group:  g.Name,
 				Member: m.ID,
 				Addr:   m.Addr,
 				State:  m.State,
+				Peers:  peers,
 				Check: health.Check{
-					Path:      hc.Path,
-					Interval:  hc.Interval,
-					Timeout:   hc.Timeout,
-					Rise:      hc.HealthyThreshold,
-					Fall:      hc.UnhealthyThreshold,
-					HostValue: "",
+					Path:              hc.Path,
+					Interval:          hc.Interval,
+					UnhealthyInterval: hc.UnhealthyInterval,
+					Timeout:           hc.Timeout,
+					Jitter:            hc.Jitter,
+					Rise:              hc.HealthyThreshold,
+					Fall:              hc.UnhealthyThreshold,
+					StatusLo:          lo,
+					StatusHi:          hi,
+					HostValue:         hc.Host,
+					StartUnhealthy:    hc.Start == "unhealthy",
 				},
+				Passive: health.Passive{
+					Failures:    g.Passive.ConsecutiveFailures,
+					Ejection:    g.Passive.Ejection,
+					MaxEjection: g.Passive.MaxEjection,
+				},
+				DrainTimeout: g.DrainTimeout,
 			})
 		}
 	}
 	return ts
+}
+
+// applyAdminStates sets each member's administrative state from the config: all of
+// them at start (old nil), and on a reload only those whose configured state changed,
+// so that a state set through the admin API survives reloads that do not touch it.
+func applyAdminStates(cfg *Config, t *router.Table, old *Config) {
+	prev := map[string]string{}
+	if old != nil {
+		for _, g := range old.TargetGroups {
+			for _, m := range g.Members {
+				prev[m.ID] = m.State
+			}
+		}
+	}
+	for gi, g := range cfg.TargetGroups {
+		for mi, mc := range g.Members {
+			if p, ok := prev[mc.ID]; ok && p == mc.State {
+				continue
+			}
+			if a, ok := router.ParseAdmin(mc.State); ok {
+				t.Groups[gi].Members[mi].State.SetAdmin(a)
+			}
+		}
+	}
 }
 
 // fasthttpLogger sends fasthttp's own rare messages to zerolog.
