@@ -46,7 +46,7 @@ type Passive struct {
 // Target is one member to watch.
 type Target struct {
 	Group, Member, Addr string
-	State              *router.MemberState
+	State               *router.MemberState
 	// Peers are the states of every member of the group, this one included, so that
 	// passive ejection never takes out the last usable one.
 	Peers        []*router.MemberState
