@@ -1,28 +1,280 @@
 package gateway
 
 import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
 
-// newAdminServer serves the admin listener: GET /healthz answers 200 while the
-// gateway runs.
+// The admin API, on the admin listener (JSON):
+//
+//	GET  /healthz                                   200 "ok" while the gateway runs
+//	GET  /api/groups                                groups, members, state, health, counts
+//	POST /api/groups/{group}/members/{id}/state     {"state":"ready|drain|maint"}
+//
+// Reads need no token; mutations need "Authorization: Bearer <admin.token>" and answer
+// 401 without it. The token is never logged.
+
+// loadToken returns the admin token from admin.token or admin.token_file.
+func loadToken(cfg AdminConfig) (string, error) {
+	if cfg.TokenFile == "" {
+		return cfg.Token, nil
+	}
+	b, err := os.ReadFile(cfg.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("gateway: admin.token_file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("gateway: admin.token_file: %q: the file is empty", cfg.TokenFile)
+	}
+	return t, nil
+}
+
+// newAdminServer serves the admin listener.
 func (s *Server) newAdminServer() *fasthttp.Server {
+	cfg := s.snap.Load().cfg
 	return &fasthttp.Server{
 		Handler:               s.handleAdmin,
 		Name:                  "sessiongate-admin",
 		NoDefaultServerHeader: true,
-		ReadTimeout:           s.snap.Load().cfg.Server.ReadTimeout,
-		WriteTimeout:          s.snap.Load().cfg.Server.WriteTimeout,
+		ReadTimeout:           cfg.Server.ReadTimeout,
+		WriteTimeout:          cfg.Server.WriteTimeout,
+		MaxRequestBodySize:    64 << 10,
 		Logger:                fasthttpLogger{s.log},
 	}
 }
 
 func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
-	switch string(ctx.Path()) {
-	case "/healthz":
+	path := string(ctx.Path())
+	switch {
+	case path == "/healthz":
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok\n")
+	case path == "/api/groups":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			adminError(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
+			return
+		}
+		writeJSON(ctx, fasthttp.StatusOK, s.groupsStatus())
+	case strings.HasPrefix(path, "/api/groups/") && strings.HasSuffix(path, "/state"):
+		s.handleSetState(ctx, path)
 	default:
-		ctx.Error("404 Not Found\n", fasthttp.StatusNotFound)
+		adminError(ctx, fasthttp.StatusNotFound, "no such admin endpoint")
 	}
+}
+
+// authorized checks the bearer token in constant time.
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	if s.token == "" {
+		return false
+	}
+	h := string(ctx.Request.Header.Peek("Authorization"))
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(s.token)) == 1
+}
+
+func (s *Server) handleSetState(ctx *fasthttp.RequestCtx, path string) {
+	if !ctx.IsPost() {
+		adminError(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	if !s.authorized(ctx) {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sessiongate"`)
+		adminError(ctx, fasthttp.StatusUnauthorized, "a valid admin token is required (Authorization: Bearer <token>)")
+		s.log.Warn().Str("remote", ctx.RemoteAddr().String()).Str("path", path).Msg("admin: unauthorized mutation refused")
+		return
+	}
+	// /api/groups/{group}/members/{id}/state
+	parts := strings.Split(strings.TrimPrefix(path, "/api/groups/"), "/")
+	if len(parts) != 4 || parts[1] != "members" || parts[3] != "state" {
+		adminError(ctx, fasthttp.StatusNotFound, "want /api/groups/{group}/members/{id}/state")
+		return
+	}
+	var body struct {
+		State string `json:"state"`
+	}
+	if q := ctx.QueryArgs().Peek("state"); len(q) > 0 {
+		body.State = string(q)
+	} else if err := json.Unmarshal(ctx.PostBody(), &body); err != nil {
+		adminError(ctx, fasthttp.StatusBadRequest, `want a JSON body {"state":"ready|drain|maint"}`)
+		return
+	}
+	a, ok := router.ParseAdmin(body.State)
+	if !ok {
+		adminError(ctx, fasthttp.StatusBadRequest, fmt.Sprintf("state %q: want ready, drain or maint", body.State))
+		return
+	}
+	snap := s.snap.Load()
+	g := snap.table.Group(parts[0])
+	if g == nil {
+		adminError(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no group %q", parts[0]))
+		return
+	}
+	for _, m := range g.Members {
+		if m.ID != parts[2] {
+			continue
+		}
+		from := m.State.Admin()
+		m.State.SetAdmin(a)
+		s.log.Info().Str("group", g.Name).Str("member", m.ID).Str("from", from.String()).Str("to", a.String()).
+			Str("remote", ctx.RemoteAddr().String()).Msg("admin: member state changed")
+		writeJSON(ctx, fasthttp.StatusOK, s.memberStatus(snap, g, m))
+		return
+	}
+	adminError(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no member %q in group %q", parts[2], parts[0]))
+}
+
+// GroupsStatus is the body of GET /api/groups.
+type GroupsStatus struct {
+	Groups   []GroupStatus     `json:"groups"`
+	Outcomes map[string]uint64 `json:"affinity_outcomes"`
+	Moves    map[string]uint64 `json:"moves"`
+	Refused  map[string]uint64 `json:"strict_refusals"`
+	Errors   map[string]uint64 `json:"errors"`
+	Requests uint64            `json:"requests"`
+	Retries  uint64            `json:"retries"`
+	Replays  uint64            `json:"replays"`
+	Learned  LearnedStatus     `json:"learned_sessions"`
+}
+
+// LearnedStatus is the learned-session cache's counters.
+type LearnedStatus struct {
+	Hits       uint64 `json:"hits"`
+	Misses     uint64 `json:"misses"`
+	Sets       uint64 `json:"sets"`
+	Refreshes  uint64 `json:"refreshes"`
+	Drops      uint64 `json:"drops"`
+	Rejections uint64 `json:"rejections"`
+	Evictions  uint64 `json:"evictions"`
+	Entries    uint64 `json:"entries"`
+}
+
+// GroupStatus is one group in GET /api/groups.
+type GroupStatus struct {
+	Name       string         `json:"name"`
+	Hosts      []string       `json:"hosts"`
+	PathPrefix string         `json:"path_prefix"`
+	SwitchBack bool           `json:"switch_back"`
+	Strict     bool           `json:"strict"`
+	Members    []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member in GET /api/groups.
+type MemberStatus struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Route   string `json:"route"`
+	Weight  int    `json:"weight"`
+	// State is the administrative state: ready, drain or maint.
+	State string `json:"state"`
+	// Health is up or down (active checks); Ejected is set by passive failures.
+	Health       string     `json:"health"`
+	Ejected      bool       `json:"ejected"`
+	DrainSince   *time.Time `json:"drain_since,omitempty"`
+	DrainExpired bool       `json:"drain_expired"`
+	// Usable says whether it takes new sessions (usable_new) and bound ones (usable_bound).
+	UsableNew   bool         `json:"usable_new"`
+	UsableBound bool         `json:"usable_bound"`
+	LastCheck   *CheckStatus `json:"last_check,omitempty"`
+	Inflight    int64        `json:"inflight"`
+	Requests    uint64       `json:"requests"`
+	Failures    uint64       `json:"failures"`
+	// BoundSessions estimates the distinct sessions served in the last two
+	// session.bound_window windows: a draining member is empty when it reaches 0.
+	BoundSessions int `json:"bound_sessions"`
+}
+
+// CheckStatus is a member's latest active check.
+type CheckStatus struct {
+	At        time.Time `json:"at"`
+	OK        bool      `json:"ok"`
+	Status    int       `json:"status,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	LatencyMS float64   `json:"latency_ms"`
+}
+
+// GroupsStatus returns what GET /api/groups shows.
+func (s *Server) groupsStatus() GroupsStatus {
+	snap := s.snap.Load()
+	out := GroupsStatus{
+		Outcomes: map[string]uint64{},
+		Moves:    map[string]uint64{},
+		Refused:  map[string]uint64{},
+		Errors:   map[string]uint64{},
+		Requests: s.stats.requests.Load(),
+		Retries:  s.stats.retries.Load(),
+		Replays:  s.stats.replays.Load(),
+	}
+	for o := router.OutcomeRoute; o <= router.OutcomeMoved; o++ {
+		out.Outcomes[o.String()] = s.stats.outcomes[o].Load()
+	}
+	for r := router.MoveMemberDown; r < router.NumMoveReasons; r++ {
+		out.Moves[r.String()] = s.stats.moves[r].Load()
+		out.Refused[r.String()] = s.stats.refused[r].Load()
+	}
+	for k := kindNoGroup; k < numErrKinds; k++ {
+		out.Errors[errKindNames[k]] = s.stats.errors[k].Load()
+	}
+	cs := s.cache.Stats()
+	out.Learned = LearnedStatus(cs)
+	for gi, g := range snap.table.Groups {
+		gc := snap.cfg.TargetGroups[gi]
+		gs := GroupStatus{
+			Name: g.Name, Hosts: append([]string{}, gc.Hosts...), PathPrefix: string(g.Prefix),
+			SwitchBack: gc.SwitchBack, Strict: gc.Strict,
+		}
+		for _, m := range g.Members {
+			gs.Members = append(gs.Members, s.memberStatus(snap, g, m))
+		}
+		out.Groups = append(out.Groups, gs)
+	}
+	return out
+}
+
+func (s *Server) memberStatus(_ *snapshot, _ *router.Group, m *router.Member) MemberStatus {
+	st := m.State
+	ms := MemberStatus{
+		ID: m.ID, Address: m.Addr, Route: string(m.Route), Weight: m.Weight,
+		State: st.Admin().String(), Health: "up", Ejected: st.Ejected(), DrainExpired: st.DrainExpired(),
+		UsableNew: st.UsableNew(), UsableBound: st.UsableBound(),
+		Inflight: st.Inflight.Load(), Requests: st.Requests.Load(), Failures: st.Failures.Load(),
+		BoundSessions: st.BoundSessions(),
+	}
+	if !st.Healthy() {
+		ms.Health = "down"
+	}
+	if st.Admin() == router.AdminDrain {
+		t := st.DrainSince()
+		ms.DrainSince = &t
+	}
+	if r, ok := s.health.Last(m.ID); ok {
+		ms.LastCheck = &CheckStatus{At: r.At, OK: r.OK, Status: r.Status, Reason: r.Reason,
+			LatencyMS: float64(r.Latency.Microseconds()) / 1000}
+	}
+	return ms
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		adminError(ctx, fasthttp.StatusInternalServerError, "encoding failed")
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+}
+
+func adminError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	writeJSON(ctx, status, map[string]string{"error": msg})
 }

@@ -35,6 +35,7 @@ type Server struct {
 
 	accessN atomic.Uint64
 	stats   counters
+	token   string // admin bearer token; "" refuses every mutation
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -84,7 +85,13 @@ func New(cfg *Config, log zerolog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: session.learned: %w", err)
 	}
+	token, err := loadToken(cfg.Admin)
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
 	s := &Server{
+		token:  token,
 		log:    log,
 		access: log.With().Str("log", "access").Logger(),
 		states: router.NewStates(),
