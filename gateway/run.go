@@ -68,12 +68,14 @@ func RunDemo(listen, admin string, log zerolog.Logger, out io.Writer, stop <-cha
 		members = append(members, m)
 	}
 	cfg := DemoConfig(listen, admin, members...)
+	cfg.Admin.Token = "demo" // a loopback demo: the token is printed below
 	return Run(cfg, log, 5*time.Second, stop, func(addr, adminAddr string) {
 		fmt.Fprintf(out, "\nsessiongate demo: FBDevTargetGroup with Node1 at %s and Node2 at %s\n", members[0].Addr(), members[1].Addr())
 		fmt.Fprintf(out, "open      http://%s/fb/\n", addr)
 		fmt.Fprintf(out, "or try    curl -c /tmp/jar -b /tmp/jar http://%s/fb/   (repeat: same member, counter grows)\n", addr)
 		if adminAddr != "" {
-			fmt.Fprintf(out, "admin     http://%s/healthz\n", adminAddr)
+			fmt.Fprintf(out, "status    curl http://%s/api/groups\n", adminAddr)
+			fmt.Fprintf(out, "drain     curl -X POST -H 'Authorization: Bearer demo' -d '{\"state\":\"drain\"}' http://%s/api/groups/FBDevTargetGroup/members/Node1/state\n", adminAddr)
 		}
 		fmt.Fprintf(out, "stop with Ctrl-C\n\n")
 	})

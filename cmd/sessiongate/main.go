@@ -59,11 +59,7 @@ func run(args []string) int {
 		fmt.Printf("%s: ok (%d target groups)\n", f.Config, len(cfg.TargetGroups))
 		return 0
 	case "demo":
-		d := gateway.DefaultConfig()
-		f.Apply(&d)
-		if d.Listen == gateway.DefaultConfig().Listen {
-			d.Listen = "127.0.0.1:8080"
-		}
+		d := gateway.DefaultConfig() // listens on 127.0.0.1:8080, admin on 127.0.0.1:9090
 		d.Log.Format = "console"
 		f.Apply(&d)
 		log, err := gateway.NewLogger(d.Log, os.Stderr)
