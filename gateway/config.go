@@ -68,8 +68,9 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 	// Access turns the per-request access log on. Default true.
 	Access bool `yaml:"access"`
-	// AccessSample logs one request in N (1 = every request). Default 1; range 1-1000000.
-	// Error responses (status >= 500) are always logged.
+	// AccessSample logs one proxied request in N (1 = every request). Default 1; range
+	// 1-1000000. Requests the gateway itself fails (404, 413, 502, 503, ...) are always
+	// logged, whatever log.access and access_sample say.
 	AccessSample uint32 `yaml:"access_sample"`
 }
 
@@ -89,7 +90,7 @@ type ServerConfig struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// BufferBodyBytes is the streaming threshold: request bodies up to this size are read
 	// whole before the member is contacted, larger ones are streamed through.
-	// Default 65536; range 4096 up to max_body_bytes.
+	// Default 65536; range 4096-1073741824.
 	BufferBodyBytes int `yaml:"buffer_body_bytes"`
 	// MaxConns is the most concurrent client connections; 0 means fasthttp's default
 	// (256 * 1024). Default 0.
@@ -107,7 +108,8 @@ type ClientConfig struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes pooled member connections idle this long. Default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxConns is the most connections to one member; 0 = unlimited. Default 1024.
+	// MaxConns is the most connections to one member; past it a request waits up to
+	// dial_timeout for a free one, then gets 503. 0 = unlimited. Default 1024.
 	MaxConns int `yaml:"max_conns"`
 }
 
@@ -145,8 +147,9 @@ type SessionConfig struct {
 type LearnedConfig struct {
 	// MaxSessions bounds the number of learned bindings. Default 1000000; range 1-1<<31.
 	MaxSessions int `yaml:"max_sessions"`
-	// TTL is how long a binding is kept after it was last learned or used. Default 30m;
-	// range 1s-720h.
+	// TTL is how long a binding is kept after it was last written. A binding used after
+	// half its TTL is written again, so a session active at least every TTL/2 keeps it.
+	// Default 30m; range 1s-720h.
 	TTL time.Duration `yaml:"ttl"`
 }
 

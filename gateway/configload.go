@@ -614,13 +614,8 @@ func (c *Config) validate() []*configError {
 	k.positive("server.idle_timeout", s.IdleTimeout)
 	k.intRange("server.max_header_bytes", int64(s.MaxHeaderBytes), 1024, 1048576)
 	k.intRange("server.max_body_bytes", s.MaxBodyBytes, 0, 1<<40)
-	if buf := int64(s.BufferBodyBytes); s.MaxBodyBytes < 0 || s.MaxBodyBytes > 1<<40 {
-		// max_body_bytes is reported already; judge the buffer on its own.
-		k.intRange("server.buffer_body_bytes", buf, 4096, 1<<40)
-	} else if hi := max(4096, s.MaxBodyBytes); buf < 4096 || buf > hi {
-		k.str("server.buffer_body_bytes", strconv.Itoa(s.BufferBodyBytes),
-			fmt.Sprintf("out of range 4096-%d (at most max_body_bytes)", hi))
-	}
+	// A threshold above max_body_bytes is harmless: no accepted body reaches it.
+	k.intRange("server.buffer_body_bytes", int64(s.BufferBodyBytes), 4096, 1<<30)
 	if s.MaxConns < 0 {
 		k.str("server.max_conns", strconv.Itoa(s.MaxConns), "must not be negative")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -207,7 +208,7 @@ func newMemberClient(cfg *Config, m *router.Member) *fasthttp.HostClient {
 		Dial: func(addr string) (net.Conn, error) {
 			return fasthttp.DialTimeout(addr, dialTimeout)
 		},
-		MaxConns:                  cfg.Client.MaxConns,
+		MaxConns:                  memberMaxConns(cfg.Client.MaxConns),
 		MaxConnWaitTimeout:        dialTimeout,
 		MaxIdleConnDuration:       cfg.Client.IdleTimeout,
 		ReadTimeout:               cfg.Client.ReadTimeout,
@@ -219,6 +220,15 @@ func newMemberClient(cfg *Config, m *router.Member) *fasthttp.HostClient {
 		StreamResponseBody:        true,
 		SecureErrorLogMessage:     true,
 	}
+}
+
+// memberMaxConns maps client.max_conns to fasthttp's: 0 means unlimited here, but
+// fasthttp's own default (512) there.
+func memberMaxConns(n int) int {
+	if n == 0 {
+		return math.MaxInt32
+	}
+	return n
 }
 
 func (s *Server) newServer(cfg *Config) *fasthttp.Server {
@@ -426,6 +436,8 @@ func applyAdminStates(cfg *Config, t *router.Table, old *Config) {
 // fasthttpLogger sends fasthttp's own rare messages to zerolog.
 type fasthttpLogger struct{ log zerolog.Logger }
 
+// They are at debug level: what they report (a connection that failed to parse, a
+// timeout) already has its one line from handleParseError or the access log.
 func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn().Str("component", "fasthttp").Msgf(format, args...)
+	l.log.Debug().Str("component", "fasthttp").Msgf(format, args...)
 }
