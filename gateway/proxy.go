@@ -98,9 +98,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		m.State.SeeSession(keyHash)
 	}
 	resp := &ctx.Response
-	if snap.eject5xx[m.Index] && resp.StatusCode() >= 500 {
-		s.health.Failure(m.State, "status 5xx")
-	}
 	removeHopHeaders(&resp.Header)
 	resp.Header.ResetConnectionClose()
 	if clientClose {
@@ -131,6 +128,10 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 		}
 		return err
 	}
+	if snap.eject5xx[m.Index] && resp.StatusCode() >= 500 {
+		s.health.Failure(st, "status 5xx") // answered, so not retried, but a passive failure
+		return nil
+	}
 	if st.Consecutive.Load() != 0 {
 		st.Consecutive.Store(0)
 	}
@@ -152,7 +153,7 @@ func (s *Server) moved(snap *snapshot, reason router.MoveReason, keyHash uint64,
 func keepBody(req *fasthttp.Request, limit int) bool {
 	cl := req.Header.ContentLength()
 	switch {
-	case cl == 0:
+	case cl == 0, cl == -2: // -2: neither Content-Length nor chunked, no body (fasthttp leaves GET and HEAD so)
 		return true
 	case cl < 0 || cl > limit:
 		return false
