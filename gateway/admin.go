@@ -3,20 +3,28 @@ package gateway
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 )
 
 // The admin API, on the admin listener (JSON):
 //
 //	GET  /healthz                                   200 "ok" while the gateway runs
+//	GET  /status                                    live HTML status page
+//	GET  /metrics                                   Prometheus text format
 //	GET  /api/groups                                groups, members, state, health, counts
 //	POST /api/groups/{group}/members/{id}/state     {"state":"ready|drain|maint"}
+//	POST /api/reload                                reload the configuration file
+//	GET  /api/log-level, PUT /api/log-level         {"level":"debug|info|warn|error"}
+//	GET  /debug/pprof/...                           Go profiles (token required)
 //
 // Reads need no token; mutations need "Authorization: Bearer <admin.token>" and answer
 // 401 without it. The token is never logged.
@@ -57,6 +65,8 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 	case path == "/healthz":
 		ctx.SetContentType("text/plain; charset=utf-8")
 		ctx.SetBodyString("ok\n")
+	case path == "/metrics":
+		s.handleMetrics(ctx)
 	case path == "/api/groups":
 		if !ctx.IsGet() && !ctx.IsHead() {
 			adminError(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
@@ -65,6 +75,18 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 		writeJSON(ctx, fasthttp.StatusOK, s.groupsStatus())
 	case strings.HasPrefix(path, "/api/groups/") && strings.HasSuffix(path, "/state"):
 		s.handleSetState(ctx, path)
+	case path == "/status":
+		s.handleStatus(ctx)
+	case path == "/api/reload":
+		s.handleReload(ctx)
+	case path == "/api/log-level":
+		s.handleLogLevel(ctx)
+	case strings.HasPrefix(path, "/debug/pprof"):
+		if !s.authorized(ctx) {
+			s.unauthorized(ctx, path)
+			return
+		}
+		pprofhandler.PprofHandler(ctx)
 	default:
 		adminError(ctx, fasthttp.StatusNotFound, "no such admin endpoint")
 	}
@@ -83,15 +105,75 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(s.token)) == 1
 }
 
+// unauthorized answers 401 and logs the refusal (never the token).
+func (s *Server) unauthorized(ctx *fasthttp.RequestCtx, path string) {
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sessiongate"`)
+	adminError(ctx, fasthttp.StatusUnauthorized, "a valid admin token is required (Authorization: Bearer <token>)")
+	s.log.Warn().Str("remote", ctx.RemoteAddr().String()).Str("path", path).Msg("admin: unauthorized mutation refused")
+}
+
+// handleReload is POST /api/reload: reload the configuration file now.
+func (s *Server) handleReload(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() {
+		adminError(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	if !s.authorized(ctx) {
+		s.unauthorized(ctx, "/api/reload")
+		return
+	}
+	switch err := s.ReloadFile(); {
+	case errors.Is(err, errNoConfigFile):
+		adminError(ctx, fasthttp.StatusConflict, err.Error())
+	case err != nil:
+		// The operator's own file: its error names the field and the line.
+		adminError(ctx, fasthttp.StatusUnprocessableEntity, err.Error())
+	default:
+		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"result": "reloaded"})
+	}
+}
+
+// handleLogLevel is GET /api/log-level and PUT or POST /api/log-level {"level":"debug"}.
+func (s *Server) handleLogLevel(ctx *fasthttp.RequestCtx) {
+	if ctx.IsGet() {
+		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"level": logLevel().String()})
+		return
+	}
+	if !ctx.IsPut() && !ctx.IsPost() {
+		adminError(ctx, fasthttp.StatusMethodNotAllowed, "use GET, PUT or POST")
+		return
+	}
+	if !s.authorized(ctx) {
+		s.unauthorized(ctx, "/api/log-level")
+		return
+	}
+	var body struct {
+		Level string `json:"level"`
+	}
+	if err := json.Unmarshal(ctx.PostBody(), &body); err != nil {
+		adminError(ctx, fasthttp.StatusBadRequest, `want a JSON body {"level":"debug|info|warn|error"}`)
+		return
+	}
+	switch body.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		adminError(ctx, fasthttp.StatusBadRequest, fmt.Sprintf("level %q: want debug, info, warn or error", body.Level))
+		return
+	}
+	l, _ := zerolog.ParseLevel(body.Level)
+	from := logLevel()
+	SetLogLevel(l)
+	s.log.WithLevel(zerolog.NoLevel).Str("from", from.String()).Str("to", l.String()).Msg("admin: log level changed")
+	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"level": l.String()})
+}
+
 func (s *Server) handleSetState(ctx *fasthttp.RequestCtx, path string) {
 	if !ctx.IsPost() {
 		adminError(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 		return
 	}
 	if !s.authorized(ctx) {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sessiongate"`)
-		adminError(ctx, fasthttp.StatusUnauthorized, "a valid admin token is required (Authorization: Bearer <token>)")
-		s.log.Warn().Str("remote", ctx.RemoteAddr().String()).Str("path", path).Msg("admin: unauthorized mutation refused")
+		s.unauthorized(ctx, path)
 		return
 	}
 	// /api/groups/{group}/members/{id}/state

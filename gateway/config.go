@@ -11,6 +11,9 @@ type Config struct {
 	// ReusePort opens the listener with SO_REUSEPORT, one listener per GOMAXPROCS,
 	// so the kernel spreads connections over all cores. Default false.
 	ReusePort bool `yaml:"reuseport"`
+	// ShutdownTimeout is how long a graceful shutdown (SIGTERM, SIGINT) waits for
+	// in-flight requests before closing their connections. Default 30s; range 0-1h.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Admin is the operator listener (health of the gateway itself, later metrics and API).
 	Admin AdminConfig `yaml:"admin"`
 	// Log sets the process log and the access log.

@@ -21,8 +21,9 @@ import (
 // It has no target groups, so it does not validate on its own.
 func DefaultConfig() Config {
 	return Config{
-		Listen: "127.0.0.1:8080",
-		Admin:  AdminConfig{Listen: "127.0.0.1:9090"},
+		Listen:          "127.0.0.1:8080",
+		ShutdownTimeout: 30 * time.Second,
+		Admin:           AdminConfig{Listen: "127.0.0.1:9090"},
 		Log: LogConfig{
 			Level:        "info",
 			Format:       "json",
@@ -604,6 +605,7 @@ func (c *Config) validate() []*configError {
 		}
 	}
 
+	k.durRange("shutdown_timeout", c.ShutdownTimeout, 0, time.Hour, "0-1h")
 	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	k.oneOf("log.format", c.Log.Format, "json", "console")
 	k.intRange("log.access_sample", int64(c.Log.AccessSample), 1, 1000000)

@@ -105,6 +105,7 @@ func TestParseConfigDefaults(t *testing.T) {
 const configTestEveryKeyYAML = `
 listen: 0.0.0.0:80
 reuseport: true
+shutdown_timeout: 5s
 admin:
   listen: ""
   token: s3cret
@@ -183,11 +184,12 @@ func TestParseConfigEveryKey(t *testing.T) {
 		t.Fatalf("ParseConfig(%s) error = %q, want nil", data, err)
 	}
 	want := Config{
-		Listen:    "0.0.0.0:80",
-		ReusePort: true,
-		Admin:     AdminConfig{Listen: "", Token: "s3cret"},
-		Retry:     RetryConfig{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false},
-		Log:       LogConfig{Level: "debug", Format: "console", Access: false, AccessSample: 100},
+		Listen:          "0.0.0.0:80",
+		ReusePort:       true,
+		ShutdownTimeout: 5 * time.Second,
+		Admin:           AdminConfig{Listen: "", Token: "s3cret"},
+		Retry:           RetryConfig{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false},
+		Log:             LogConfig{Level: "debug", Format: "console", Access: false, AccessSample: 100},
 		Server: ServerConfig{
 			ReadTimeout: time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second,
 			MaxHeaderBytes: 8192, MaxBodyBytes: 0, BufferBodyBytes: 4096, MaxConns: 10,

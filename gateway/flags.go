@@ -9,10 +9,12 @@ import (
 // Flags are the command-line settings. Each one overrides the config file's field of
 // the same meaning, and only when given.
 type Flags struct {
-	Config          string
-	ShutdownTimeout time.Duration
+	Config string
+	// Watch reloads the configuration when the file changes (checked every 2s).
+	Watch bool
 
 	listen, admin, logLevel, logFormat   string
+	shutdownTimeout                      time.Duration
 	maxSessions, maxHeaderBytes          int
 	maxConns, clientMaxConns             int
 	maxBodyBytes                         int64
@@ -28,7 +30,8 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	f.fs = fs
 	d := DefaultConfig()
 	fs.StringVar(&f.Config, "config", "", "path of the YAML configuration file")
-	fs.DurationVar(&f.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for in-flight requests")
+	fs.BoolVar(&f.Watch, "watch", false, "reload the configuration when the file changes (also: SIGHUP, POST /api/reload)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown waits for in-flight requests (shutdown_timeout)")
 	fs.StringVar(&f.listen, "listen", d.Listen, "client listen address host:port (listen)")
 	fs.StringVar(&f.admin, "admin", d.Admin.Listen, "admin listen address host:port, \"\" to disable (admin.listen)")
 	fs.StringVar(&f.logLevel, "log-level", d.Log.Level, "debug, info, warn or error (log.level)")
@@ -66,6 +69,8 @@ func (f *Flags) Apply(cfg *Config) {
 		switch fl.Name {
 		case "listen":
 			cfg.Listen = f.listen
+		case "shutdown-timeout":
+			cfg.ShutdownTimeout = f.shutdownTimeout
 		case "admin":
 			cfg.Admin.Listen = f.admin
 		case "log-level":

@@ -10,7 +10,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// NewLogger builds the process logger from log.level and log.format, writing to w.
+// NewLogger builds the process logger from log.level and log.format, writing to w. The
+// level is zerolog's process-wide one, so that the admin API and reloads can change it.
 func NewLogger(cfg LogConfig, w io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(cfg.Level)
 	if err != nil || cfg.Level == "" {
@@ -25,7 +26,8 @@ func NewLogger(cfg LogConfig, w io.Writer) (zerolog.Logger, error) {
 	}
 	zerolog.DurationFieldUnit = time.Millisecond
 	zerolog.DurationFieldInteger = false
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+	SetLogLevel(level) // run-time changes go through the admin API (PUT /api/log-level)
+	return zerolog.New(w).With().Timestamp().Logger(), nil
 }
 
 // logAccess writes the access log line of one request, with typed fields only (no

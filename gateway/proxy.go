@@ -106,6 +106,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if snap.learn {
 		s.learn(snap, m, resp, key, outcome)
 	}
+	m.State.Observe(resp.StatusCode(), time.Since(start))
 	s.logAccess(ctx, snap, start, g, m, outcome, resp.StatusCode(), nil)
 }
 

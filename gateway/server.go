@@ -36,7 +36,11 @@ type Server struct {
 
 	accessN atomic.Uint64
 	stats   counters
+	reloads reloadStats
 	token   string // admin bearer token; "" refuses every mutation
+
+	reloadMu sync.Mutex              // one reload at a time
+	loader   func() (*Config, error) // reads the file again for ReloadFile; nil: no file
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -104,6 +108,7 @@ func New(cfg *Config, log zerolog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.snap.Store(snap)
+	s.reloads.hash.Store(configHash(cfg))
 	applyAdminStates(cfg, snap.table, nil)
 	s.health = health.New(log, cfg.Session.BoundWindow)
 	s.health.Update(healthTargets(cfg, snap.table))

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -74,6 +75,7 @@ type Checker struct {
 	mu      sync.Mutex
 	members map[string]*watched // by member id
 	seen    map[string]bool     // member ids ever watched: the start state applies once
+	counts  map[string]*counts  // by member id, kept when a member stops being watched
 
 	jobs   chan *watched
 	done   chan *watched
@@ -89,6 +91,7 @@ type watched struct {
 	t      Target
 	client *fasthttp.HostClient
 	log    zerolog.Logger
+	n      *counts // the member id's counters, shared with the watched it replaced
 
 	mu           sync.Mutex
 	gone         bool
@@ -102,6 +105,23 @@ type watched struct {
 	lastEjection time.Time
 }
 
+// Counts are a member's health counters since the process started, for metrics. They
+// belong to the member id: a reload that changes the member's check keeps them.
+type Counts struct {
+	// OK and Fail count active check results.
+	OK, Fail uint64
+	// Up counts transitions to up: passing checks after being down, an ejection that
+	// ended (timed out or an active check passed), an active check removed by a reload.
+	Up uint64
+	// Down counts transitions to down (failed active checks), Ejected passive ejections.
+	Down, Ejected uint64
+}
+
+// counts holds a member id's Counts, updated as results and transitions are observed.
+type counts struct {
+	ok, fail, up, down, ejected atomic.Uint64
+}
+
 // maintenance is how often ejections, drains and windows are looked at.
 const maintenance = 100 * time.Millisecond
 
@@ -112,6 +132,7 @@ func New(log zerolog.Logger, window time.Duration) *Checker {
 		window:  window,
 		members: map[string]*watched{},
 		seen:    map[string]bool{},
+		counts:  map[string]*counts{},
 		jobs:    make(chan *watched, 64),
 		done:    make(chan *watched, 64),
 		wake:    make(chan struct{}, 1),
@@ -153,6 +174,7 @@ func (c *Checker) Update(ts []Target) {
 		switch {
 		case t.Check.Path == "":
 			if t.State.SetHealthy(true) {
+				w.n.up.Add(1)
 				w.log.Info().Str("from", "down").Str("to", "up").Str("reason", "active check removed").Msg("member health changed")
 			}
 		case first && t.Check.StartUnhealthy:
@@ -169,8 +191,14 @@ func (c *Checker) Update(ts []Target) {
 	c.poke()
 }
 
+// newWatched builds the watch of t; c.mu is held.
 func (c *Checker) newWatched(t Target) *watched {
-	w := &watched{t: t, index: -1, log: c.log.With().Str("group", t.Group).Str("member", t.Member).Logger()}
+	n, ok := c.counts[t.Member]
+	if !ok {
+		n = &counts{}
+		c.counts[t.Member] = n
+	}
+	w := &watched{t: t, n: n, index: -1, log: c.log.With().Str("group", t.Group).Str("member", t.Member).Logger()}
 	if t.Check.Path != "" {
 		timeout := t.Check.Timeout
 		w.client = &fasthttp.HostClient{
@@ -220,6 +248,17 @@ func (c *Checker) Last(member string) (Result, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.last, !w.last.At.IsZero()
+}
+
+// Counts returns the health counters of a member id (zero if it was never watched).
+func (c *Checker) Counts(member string) Counts {
+	c.mu.Lock()
+	n, ok := c.counts[member]
+	c.mu.Unlock()
+	if !ok {
+		return Counts{}
+	}
+	return Counts{OK: n.ok.Load(), Fail: n.fail.Load(), Up: n.up.Load(), Down: n.down.Load(), Ejected: n.ejected.Load()}
 }
 
 // Stop ends the scheduler and the workers and waits for them.
@@ -368,19 +407,24 @@ func (w *watched) observe(r Result) {
 	st := w.t.State
 	ck := &w.t.Check
 	if r.OK {
+		w.n.ok.Add(1)
 		w.okRun++
 		w.failRun = 0
 		if w.okRun >= ck.Rise && st.SetHealthy(true) {
+			w.n.up.Add(1)
 			w.log.Info().Str("from", "down").Str("to", "up").
 				Str("reason", "passed "+strconv.Itoa(w.okRun)+" checks").Msg("member health changed")
 		}
 		if st.Healthy() && st.SetEjected(false) {
+			w.n.up.Add(1)
 			w.log.Info().Str("from", "ejected").Str("to", "up").Str("reason", "active check passed").Msg("member ejection ended")
 		}
 	} else {
+		w.n.fail.Add(1)
 		w.failRun++
 		w.okRun = 0
 		if w.failRun >= ck.Fall && st.SetHealthy(false) {
+			w.n.down.Add(1)
 			w.log.Warn().Str("from", "up").Str("to", "down").Str("reason", r.Reason).
 				Int("failed_checks", w.failRun).Msg("member health changed")
 		}
@@ -412,6 +456,7 @@ func (c *Checker) maintain(now time.Time) {
 		if !w.ejectedUntil.IsZero() && now.After(w.ejectedUntil) {
 			w.ejectedUntil = time.Time{}
 			if st.SetEjected(false) {
+				w.n.up.Add(1)
 				w.log.Info().Str("from", "ejected").Str("to", "up").Str("reason", "ejection time over").Msg("member ejection ended")
 			}
 		}
@@ -470,6 +515,7 @@ func (c *Checker) Failure(st *router.MemberState, reason string) {
 	}
 	st.Consecutive.Store(0)
 	if st.SetEjected(true) {
+		w.n.ejected.Add(1)
 		e := w.log.Warn().Str("from", "up").Str("to", "ejected").Int("failures", n).Str("reason", reason)
 		if w.t.Check.Path == "" {
 			e = e.Dur("ejection", d)

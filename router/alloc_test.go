@@ -2,7 +2,10 @@
 
 package router
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The request path must not allocate (STYLE.md, hot-path rule 1). These guards run in
 // the non-race build: make test runs them with go test -run Allocs.
@@ -171,5 +174,15 @@ func TestAllocsFailover(t *testing.T) {
 	st := f.g.Members[1].State
 	if n := testing.AllocsPerRun(1000, func() { st.SeeSession(h); h++ }); n != 0 {
 		t.Fatalf("SeeSession allocates %v times per run, want 0", n)
+	}
+}
+
+// TestAllocsObserve guards the per-response accounting: status class, latency bucket
+// and sum.
+func TestAllocsObserve(t *testing.T) {
+	st := NewStates().Get("Node1")
+	d := 3 * time.Millisecond
+	if n := testing.AllocsPerRun(1000, func() { st.Observe(200, d); d += time.Microsecond }); n != 0 {
+		t.Fatalf("Observe allocates %v times per run, want 0", n)
 	}
 }

@@ -1,6 +1,9 @@
 package router
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // Realistic hot-path inputs, shared by the benchmarks and the alloc_test.go guards.
 // Short inputs let escape analysis hide costs, so these are the sizes seen in production.
@@ -264,4 +267,38 @@ func BenchmarkHotPathParallel(b *testing.B) {
 			b.Errorf("hotPath chose no member in %d of %d runs", ran-picked, ran)
 		}
 	})
+}
+
+// observeDurations spread the observations over the histogram's buckets, as real
+// responses do, so that the benchmark does not hit one counter only.
+var observeDurations = [8]time.Duration{
+	700 * time.Microsecond, 1800 * time.Microsecond, 4 * time.Millisecond, 12 * time.Millisecond,
+	3 * time.Millisecond, 40 * time.Millisecond, 900 * time.Microsecond, 220 * time.Millisecond,
+}
+
+func BenchmarkObserve(b *testing.B) {
+	st := NewStates().Get("Node1")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		st.Observe(200, observeDurations[i&7])
+		i++
+	}
+}
+
+// BenchmarkObserveParallel is the worst case: every goroutine answers for one member,
+// so all of them add to the same counters.
+func BenchmarkObserveParallel(b *testing.B) {
+	st := NewStates().Get("Node1")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			st.Observe(200, observeDurations[i&7])
+			i++
+		}
+	})
+	if got := st.Responses[2].Load(); got != st.Latency().Count() {
+		b.Fatalf("Responses[2] = %d, histogram count %d; want equal", got, st.Latency().Count())
+	}
 }

@@ -74,11 +74,80 @@ type MemberState struct {
 	Failures atomic.Uint64
 	// Consecutive counts failures since the last success (passive health).
 	Consecutive atomic.Uint32
+	// Responses counts the responses proxied from the member by status class: index
+	// status/100 (1-5), and 0 for a status outside 100-599. Observe adds to it.
+	Responses [6]atomic.Uint64
+
+	// latency is the response-time histogram: one counter per bucket of latencyBounds
+	// (not cumulative: Observe adds to one bucket), the last one past every bound, and
+	// the sum of the observed times in microseconds.
+	latency    [NumLatencyBuckets + 1]atomic.Uint64
+	latencySum atomic.Uint64
 
 	// sketch holds two buckets of session-key bits: the current window and the one
 	// before; RotateSessions clears the older and makes it current.
 	sketch [2][sketchWords]atomic.Uint64
 	cur    atomic.Uint32
+}
+
+// NumLatencyBuckets is the number of finite bounds of the response-time histogram.
+const NumLatencyBuckets = 14
+
+// latencyBounds are the upper bounds of the response-time histogram, inclusive as
+// Prometheus' "le": from a fast local answer to the longest sane member timeout.
+var latencyBounds = [NumLatencyBuckets]time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+	5 * time.Second, 10 * time.Second,
+}
+
+// Latency is a copy of a member's response-time histogram, for metrics.
+type Latency struct {
+	// Bounds are the buckets' upper bounds (inclusive), ascending.
+	Bounds [NumLatencyBuckets]time.Duration
+	// Cumulative[i] counts the responses that took at most Bounds[i]; the last element
+	// counts them all (the +Inf bucket) and is the histogram's count.
+	Cumulative [NumLatencyBuckets + 1]uint64
+	// Sum is the total of the observed times in seconds. A float, because a
+	// time.Duration of summed latency would overflow within months at high load.
+	Sum float64
+}
+
+// Count is the number of responses observed (the +Inf bucket).
+func (l Latency) Count() uint64 { return l.Cumulative[NumLatencyBuckets] }
+
+// Observe records one response of the member: its status class and how long the
+// request took. Safe for concurrent use: three atomic adds, no lock; does not allocate
+// (TestAllocsObserve).
+func (s *MemberState) Observe(status int, d time.Duration) {
+	class := status / 100
+	if class < 1 || class > 5 {
+		class = 0
+	}
+	s.Responses[class].Add(1)
+	i := 0
+	for i < NumLatencyBuckets && d > latencyBounds[i] {
+		i++
+	}
+	s.latency[i].Add(1)
+	if d > 0 {
+		s.latencySum.Add(uint64((d + time.Microsecond/2) / time.Microsecond))
+	}
+}
+
+// Latency returns a copy of the response-time histogram. Each counter is read once,
+// so the buckets are consistent with each other and with the count; the sum may
+// include an observation the buckets do not yet show.
+func (s *MemberState) Latency() Latency {
+	l := Latency{Bounds: latencyBounds}
+	var n uint64
+	for i := range s.latency {
+		n += s.latency[i].Load()
+		l.Cumulative[i] = n
+	}
+	l.Sum = float64(s.latencySum.Load()) / 1e6
+	return l
 }
 
 // ID returns the member id the state belongs to.

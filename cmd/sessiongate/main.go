@@ -83,11 +83,31 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	if err := gateway.Run(cfg, log, f.ShutdownTimeout, signals(), nil); err != nil {
+	opts := gateway.RunOptions{Log: log, Stop: signals(), Reload: hangups(), Load: f.Load}
+	if f.Watch {
+		opts.WatchFile = f.Config
+	}
+	if err := gateway.Run(cfg, opts); err != nil {
 		log.Error().Err(err).Msg("sessiongate stopped")
 		return 1
 	}
 	return 0
+}
+
+// hangups returns a channel that yields at each SIGHUP (reload).
+func hangups() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	go func() {
+		for range sig {
+			select {
+			case c <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
+	return c
 }
 
 // signals returns a channel closed at the first SIGINT or SIGTERM; a second one exits

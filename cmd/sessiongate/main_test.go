@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// build compiles the command into a temporary directory.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sessiongate")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestSIGTERMDuringSlowRequests runs the real binary: SIGTERM while slow requests are
+// in flight lets them complete, refuses new connections, and exits 0. SIGHUP reloads.
+func TestSIGTERMDuringSlowRequests(t *testing.T) {
+	bin := build(t)
+	var arrived atomic.Int64
+	release := make(chan struct{})
+	member := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fast" {
+			io.WriteString(w, "fast\n")
+			return
+		}
+		arrived.Add(1)
+		<-release
+		io.WriteString(w, "slow done\n")
+	})}
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go member.Serve(mln) //nolint:errcheck
+	defer member.Close()
+
+	listen := freeAddr(t)
+	cfgPath := filepath.Join(t.TempDir(), "sessiongate.yaml")
+	cfg := fmt.Sprintf("listen: %s\nadmin: {listen: \"\"}\nshutdown_timeout: 20s\nlog: {format: json}\n"+
+		"target_groups:\n  - name: g\n    members:\n      - {id: m1, address: %q}\n", listen, mln.Addr().String())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-config", cfgPath)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() //nolint:errcheck // after a failure only
+	logs := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs <- sc.Text()
+		}
+		close(logs)
+	}()
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case l, ok := <-logs:
+				if !ok {
+					t.Fatalf("the gateway exited before logging %q", what)
+				}
+				if strings.Contains(l, what) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no log line %q within 30s", what)
+			}
+		}
+	}
+	waitLog("sessiongate serving")
+
+	// SIGHUP reloads the (unchanged) file.
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("config reloaded")
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	if resp, err := client.Get("http://" + listen + "/fast"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /fast through the gateway: %v", err)
+	}
+	const inflight = 3
+	results := make(chan string, inflight)
+	for range inflight {
+		go func() {
+			resp, err := client.Get("http://" + listen + "/slow")
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for arrived.Load() < inflight {
+		if time.Now().After(deadline) {
+			t.Fatal("slow requests never reached the member")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("shutting down")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err := net.DialTimeout("tcp", listen, 200*time.Millisecond)
+		if err != nil {
+			break // refused: the listener is closed
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway still accepts connections after SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	for range inflight {
+		if r := <-results; r != "200 slow done\n" {
+			t.Fatalf("in-flight request across SIGTERM: %q, want 200 slow done", r)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway did not exit after SIGTERM")
+	}
+}
+
+func TestValidateExitCodes(t *testing.T) {
+	bin := build(t)
+	good, err := exec.Command(bin, "validate", "-config", "../../examples/fbdev.yaml").CombinedOutput()
+	if err != nil || !strings.Contains(string(good), "ok") {
+		t.Fatalf("validate examples/fbdev.yaml: %v\n%s", err, good)
+	}
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(path, []byte("target_groups:\n  - name: g\n    members:\n      - {id: m1, address: \"10.1.1.12:70000\"}\n"), 0o600)
+	out, err := exec.Command(bin, "validate", "-config", path).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "target_groups[0].members[0].address") {
+		t.Fatalf("validate bad.yaml: %v, want exit 1 naming the field\n%s", err, out)
+	}
+}
