@@ -45,6 +45,9 @@ const (
 	Down
 	// Unknown: the key names a binding (a route id) that no member of the group has.
 	Unknown
+	// Malformed: the key is not in the configured format (a route_format of websphere or
+	// tomcat and no route in it, or a separator followed by no route id).
+	Malformed
 )
 
 // MoveReason says why a session left the member it was bound to.
@@ -63,10 +66,12 @@ const (
 	MoveDrainingDeadline
 	// MoveUnknownRoute: the key's route ids name no member of the group.
 	MoveUnknownRoute
+	// MoveMalformedKey: the key carries no readable route (see Malformed).
+	MoveMalformedKey
 	NumMoveReasons
 )
 
-var moveReasonNames = [NumMoveReasons]string{"none", "member_down", "ejected", "maint", "draining_deadline", "unknown_route"}
+var moveReasonNames = [NumMoveReasons]string{"none", "member_down", "ejected", "maint", "draining_deadline", "unknown_route", "malformed_key"}
 
 // String returns the reason's name as used in logs and metrics.
 func (r MoveReason) String() string { return moveReasonNames[r] }
@@ -143,10 +148,27 @@ func (r routeResolver) Resolve(g *Group, key []byte, _ uint64) (int, Status) {
 	if first >= 0 {
 		return first, Down
 	}
-	if len(PeekRoutes(key, r.format)) > 0 {
-		return 0, Unknown
+	switch all := PeekRoutes(key, r.format); {
+	case all == nil && r.format != FormatAuto:
+		return 0, Malformed
+	case all == nil:
+		return 0, Miss
+	case onlySeparators(all):
+		return 0, Malformed
 	}
-	return 0, Miss
+	return 0, Unknown
+}
+
+// onlySeparators reports whether a route list holds no route id at all ("", ":", "::").
+func onlySeparators(list []byte) bool {
+	for list != nil {
+		var route []byte
+		route, list = NextRoute(list)
+		if len(route) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // firstBound returns the member named by the first route id of key that names one.
@@ -245,7 +267,7 @@ func (g *Group) Decide(key []byte, keyHash uint64) Decision {
 		return Decision{Member: m, Outcome: o}
 	}
 	var bound *Member
-	unknown := false
+	why := MoveNone // a route resolver that found no usable binding in the key says why
 	for i := range g.chain {
 		l := &g.chain[i]
 		idx, st := l.Resolver.Resolve(g, key, keyHash)
@@ -254,8 +276,8 @@ func (g *Group) Decide(key []byte, keyHash uint64) Decision {
 			if bound != nil {
 				return g.moved(g.Members[idx], bound)
 			}
-			if unknown && l.Outcome == OutcomeHash {
-				return Decision{Member: g.Members[idx], Outcome: OutcomeMoved, Reason: MoveUnknownRoute}
+			if why != MoveNone && l.Outcome == OutcomeHash {
+				return Decision{Member: g.Members[idx], Outcome: OutcomeMoved, Reason: why}
 			}
 			return Decision{Member: g.Members[idx], Outcome: l.Outcome}
 		case Failover:
@@ -271,7 +293,9 @@ func (g *Group) Decide(key []byte, keyHash uint64) Decision {
 				bound = g.Members[idx]
 			}
 		case Unknown:
-			unknown = true
+			why = MoveUnknownRoute
+		case Malformed:
+			why = MoveMalformedKey
 		}
 	}
 	if bound != nil {
@@ -284,8 +308,8 @@ func (g *Group) Decide(key []byte, keyHash uint64) Decision {
 		return Decision{Outcome: OutcomeNone} // hash missed: nothing usable
 	}
 	m, o := g.balanced()
-	if m != nil && unknown {
-		return Decision{Member: m, Outcome: OutcomeMoved, Reason: MoveUnknownRoute}
+	if m != nil && why != MoveNone {
+		return Decision{Member: m, Outcome: OutcomeMoved, Reason: why}
 	}
 	return Decision{Member: m, Outcome: o}
 }

@@ -773,3 +773,35 @@ func TestBoundSessions(t *testing.T) {
 		t.Fatalf("BoundSessions two idle windows later = %d, want 0", n)
 	}
 }
+
+func TestDecideMalformedKey(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		format Format
+		key    string
+		want   MoveReason
+		out    Outcome
+	}{
+		{"websphere format, no clone list", FormatWebSphere, "0000abcdefghijklmnopqrstuvw", MoveMalformedKey, OutcomeMoved},
+		{"tomcat format, no jvmRoute", FormatTomcat, "5F1C0A9E3B7D4C2A8E6F0B1D3C5A7E9F", MoveMalformedKey, OutcomeMoved},
+		{"empty clone list", FormatAuto, "0000abc:", MoveMalformedKey, OutcomeMoved},
+		{"only separators", FormatAuto, "0000abc::+", MoveMalformedKey, OutcomeMoved},
+		{"auto, no route at all: plain hash", FormatAuto, "opaque", MoveNone, OutcomeHash},
+		{"unknown route", FormatAuto, "0000abc:zz", MoveUnknownRoute, OutcomeMoved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tab := mustTable(t, Spec{
+				Groups: []GroupSpec{{Name: "g", Members: []MemberSpec{
+					{ID: "m1", Addr: "10.0.0.1:80", Route: "r1", Weight: 1},
+					{ID: "m2", Addr: "10.0.0.2:80", Route: "r2", Weight: 1},
+				}}},
+				Key:   KeySpec{Cookies: [][]byte{[]byte("JSESSIONID")}},
+				Chain: []Link{RouteResolver(tc.format), HashResolver()},
+			}, NewStates())
+			d := tab.Groups[0].Decide([]byte(tc.key), HashKey([]byte(tc.key)))
+			if d.Member == nil || d.Outcome != tc.out || d.Reason != tc.want {
+				t.Fatalf("Decide(%q) = %s, %s, %s; want a member, %s, %s", tc.key, memberID(d.Member), d.Outcome, d.Reason, tc.out, tc.want)
+			}
+		})
+	}
+}
