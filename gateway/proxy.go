@@ -143,7 +143,12 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 // requests go there directly (and, without switch_back, stay there).
 func (s *Server) moved(snap *snapshot, reason router.MoveReason, keyHash uint64, m *router.Member) {
 	s.stats.moves[reason].Add(1)
-	if snap.learn {
+	if !snap.learn {
+		return
+	}
+	// While a session keeps moving (switch_back, original still down) its binding is
+	// already there: look before writing, as a write costs more than a read.
+	if num, ok := s.cache.Lookup(keyHash); !ok || num != m.State.Num() {
 		s.cache.Learn(keyHash, m.State.Num())
 	}
 }
