@@ -1,7 +1,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build run test fmt-check vet race allocs fuzz bench clean
+.PHONY: all build run test fmt-check vet race allocs fuzz bench loadbench clean
 
 all: build
 
@@ -40,6 +40,10 @@ fuzz:
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem $(PKGS)
+
+# Direct, sessiongate and (when installed) HAProxy and NGINX in one run; see README "Performance".
+loadbench:
+	$(GO) run ./cmd/sessiongate bench -duration 10s -peers haproxy,nginx
 
 clean:
 	rm -rf bin

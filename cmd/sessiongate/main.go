@@ -4,16 +4,21 @@
 //	sessiongate -config FILE [flags]   serve
 //	sessiongate validate -config FILE  check a configuration file and exit
 //	sessiongate demo                   two demo members and the gateway in front
+//	sessiongate bench [flags]          load benchmark: direct, gateway, peers
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
+	"github.com/sessiongate/sessiongate/bench"
 	"github.com/sessiongate/sessiongate/gateway"
 )
 
@@ -23,6 +28,7 @@ Usage:
   sessiongate -config FILE [flags]    serve the configuration
   sessiongate validate -config FILE   check a configuration file; non-zero exit when invalid
   sessiongate demo [-listen ADDR]     two WebSphere-like members on loopback, the gateway in front
+  sessiongate bench [flags]           load benchmark: direct, gateway and peers (bench -h)
 
 Flags (each overrides the config file field named in parentheses):
 `
@@ -32,6 +38,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(args[1:])
+	}
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "validate" || args[0] == "demo" || args[0] == "serve") {
 		cmd, args = args[0], args[1:]
@@ -124,4 +133,91 @@ func signals() <-chan struct{} {
 		os.Exit(1)
 	}()
 	return stop
+}
+
+const benchUsage = `Usage: sessiongate bench [flags]
+
+Starts members on loopback and measures, in one run, requests sent straight to one
+member, through sessiongate and through each peer; every response is checked for
+stickiness. Prints a table, or JSON with -json.
+
+`
+
+// runBench is `sessiongate bench`: flags in, bench.Run, the report out. The exit code
+// is 1 when the run fails or any phase but nginx's has errors or sticky violations.
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("sessiongate bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	var o bench.Options
+	fs.IntVar(&o.Sessions, "sessions", 10000, "session population per phase")
+	fs.IntVar(&o.Conns, "conns", 32, "keep-alive connections (one worker each)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per phase (with -requests: whichever comes first)")
+	fs.Int64Var(&o.Requests, "requests", 0, "measured requests per phase (0 = bounded by -duration only)")
+	fs.DurationVar(&o.Warmup, "warmup", time.Second, "warm-up per phase, not measured (0 = none)")
+	fs.Float64Var(&o.Rate, "rate", 0, "open loop at this many requests/s in total (0 = closed loop)")
+	mix := fs.String("mix", bench.DefaultMix.String(), "shares of session key formats")
+	fs.IntVar(&o.Members, "members", 2, "members in the group")
+	fs.StringVar(&o.Mode, "mode", bench.ModeInProcess, "gateway in-process or child (re-exec of this binary)")
+	fs.StringVar(&o.Taskset, "taskset", "", "pin child processes to these CPUs (taskset -c LIST)")
+	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the CPU profile of the sessiongate phase to this file (in-process)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	durationSet, warmupSet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		durationSet = durationSet || f.Name == "duration"
+		warmupSet = warmupSet || f.Name == "warmup"
+	})
+	if o.Requests > 0 && !durationSet {
+		o.Duration = 0
+	}
+	if warmupSet && o.Warmup == 0 {
+		o.Warmup = -1
+	}
+	var err error
+	if o.Mix, err = bench.ParseMix(*mix); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	for p := range strings.SplitSeq(*peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			o.Peers = append(o.Peers, p)
+		}
+	}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		o.Progress = os.Stderr
+	}
+	stop := signals()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	r, err := bench.Run(ctx, o)
+	if r != nil {
+		if *asJSON {
+			r.WriteJSON(os.Stdout) //nolint:errcheck // stdout
+		} else {
+			r.WriteTable(os.Stdout) //nolint:errcheck // stdout
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, p := range r.Phases {
+		if p.Name != "nginx" && (p.ErrorCount > 0 || p.StickyViolations > 0) {
+			return 1
+		}
+	}
+	return 0
 }

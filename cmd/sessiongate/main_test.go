@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sessiongate/sessiongate/bench"
 )
 
 // build compiles the command into a temporary directory.
@@ -177,5 +180,35 @@ func TestValidateExitCodes(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "target_groups[0].members[0].address") {
 		t.Fatalf("validate bad.yaml: %v, want exit 1 naming the field\n%s", err, out)
+	}
+}
+
+// TestBenchChildJSON runs `sessiongate bench -mode child -json`: the binary re-executes
+// itself as the gateway, and its JSON parses back into a bench.Report with both phases
+// clean.
+func TestBenchChildJSON(t *testing.T) {
+	bin := build(t)
+	cmd := exec.Command(bin, "bench", "-mode", "child", "-json", "-requests", "300", "-warmup", "100ms",
+		"-sessions", "50", "-conns", "2")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sessiongate bench: %v\n%s\n%s", err, out, stderr.String())
+	}
+	var r bench.Report
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("json.Unmarshal(bench -json): %v\n%s", err, out)
+	}
+	if len(r.Phases) != 2 || r.Mode != bench.ModeChild {
+		t.Fatalf("report: mode %q, %d phases; want child, 2", r.Mode, len(r.Phases))
+	}
+	for _, p := range r.Phases {
+		if p.Requests != 300 || p.ErrorCount != 0 || p.StickyViolations != 0 {
+			t.Errorf("%s: %d requests, errors %v, sticky violations %d; want 300, none, 0", p.Name, p.Requests, p.Errors, p.StickyViolations)
+		}
+	}
+	if g := r.Phase("sessiongate"); g != nil && g.CPUScope != "proxy process" {
+		t.Errorf("sessiongate: CPU scope %q, want proxy process", g.CPUScope)
 	}
 }

@@ -1,0 +1,298 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/gateway"
+)
+
+// proxy is a running proxy under test: the gateway or a peer.
+type proxy struct {
+	addr string
+	pid  int // 0 when in-process
+	stop func()
+}
+
+// gatewayConfig is the gateway configuration of the bench: one group on "/", the
+// members at addrs with routes n1..nN, active checks off, access log off.
+func gatewayConfig(listen string, members []*member, addrs []string) *gateway.Config {
+	cfg := gateway.DefaultConfig()
+	cfg.Listen = listen
+	cfg.Admin.Listen = ""
+	cfg.Log.Access = false
+	cfg.Log.Level = "warn"
+	cfg.ShutdownTimeout = 5 * time.Second
+	g := gateway.NewGroupConfig("bench", "/")
+	for i, m := range members {
+		mc := gateway.NewMemberConfig(m.id, addrs[i])
+		mc.Route = m.route
+		g.Members = append(g.Members, mc)
+	}
+	cfg.TargetGroups = []gateway.GroupConfig{g}
+	return &cfg
+}
+
+// gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`.
+func gatewayYAML(listen string, members []*member, addrs []string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "listen: %q\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", listen)
+	fmt.Fprintf(&b, "target_groups:\n  - name: bench\n    path_prefix: /\n    members:\n")
+	for i, m := range members {
+		fmt.Fprintf(&b, "      - id: %s\n        address: %q\n        route: %s\n", m.id, addrs[i], m.route)
+	}
+	return b.Bytes()
+}
+
+func startGateway(o Options, members []*member, addrs []string) (*proxy, error) {
+	if o.Mode == ModeChild {
+		return startGatewayChild(o, members, addrs)
+	}
+	s, err := gateway.New(gatewayConfig("127.0.0.1:0", members, addrs), zerolog.Nop())
+	if err != nil {
+		return nil, fmt.Errorf("bench: gateway: %w", err)
+	}
+	lns, err := s.Listen()
+	if err != nil {
+		_ = s.Shutdown(time.Second)
+		return nil, fmt.Errorf("bench: gateway: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(lns, nil) }()
+	return &proxy{addr: lns[0].Addr().String(), stop: func() {
+		_ = s.Shutdown(5 * time.Second)
+		<-errc
+	}}, nil
+}
+
+func startGatewayChild(o Options, members []*member, addrs []string) (*proxy, error) {
+	dir, err := os.MkdirTemp("", "sessiongate-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	yml := gatewayYAML(addr, members, addrs)
+	if _, err := gateway.ParseConfig(yml); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("bench: generated gateway config: %w", err)
+	}
+	file := filepath.Join(dir, "sessiongate.yaml")
+	if err := os.WriteFile(file, yml, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	exe := o.Executable
+	if exe == "" {
+		exe = os.Args[0]
+	}
+	return startChild(o, dir, addr, exe, "serve", "-config", file)
+}
+
+// startChild runs name args (under taskset when asked and installed) with its output
+// in dir/output.log, waits until addr accepts connections, and returns it as a proxy
+// whose stop ends it with SIGTERM and removes dir.
+func startChild(o Options, dir, addr, name string, args ...string) (*proxy, error) {
+	shown := filepath.Base(name)
+	if o.Taskset != "" {
+		if ts, err := exec.LookPath("taskset"); err == nil {
+			args = append([]string{"-c", o.Taskset, name}, args...)
+			name = ts
+		}
+	}
+	out, err := os.Create(filepath.Join(dir, "output.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("bench: %s: %w", shown, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		out.Close()
+		os.RemoveAll(dir)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "output.log"))
+			stop()
+			return nil, fmt.Errorf("bench: %s exited before listening on %s: %s", shown, addr, strings.TrimSpace(string(log)))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("%w: %s on %s", errNotReady, shown, addr)
+		}
+	}
+	return &proxy{addr: addr, pid: cmd.Process.Pid, stop: stop}, nil
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startPeer starts HAProxy or NGINX in front of the members. When the binary is not
+// installed it returns a nil proxy and a note saying so.
+func startPeer(name string, o Options, members []*member, addrs []string) (*proxy, string, error) {
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return nil, name + ": not installed (not on PATH), skipped", nil
+	}
+	dir, err := os.MkdirTemp("", "sessiongate-bench-"+name+"-")
+	if err != nil {
+		return nil, "", fmt.Errorf("bench: %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	var conf []byte
+	var args []string
+	note := ""
+	switch name {
+	case "haproxy":
+		conf = haproxyConfig(addr, members, addrs)
+		file := filepath.Join(dir, "haproxy.cfg")
+		args = []string{"-db", "-f", file}
+		err = os.WriteFile(file, conf, 0o600)
+	case "nginx":
+		conf = nginxConfig(addr, dir, members, addrs)
+		file := filepath.Join(dir, "nginx.conf")
+		args = []string{"-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", file}
+		err = os.WriteFile(file, conf, 0o600)
+		note = "nginx: open-source NGINX cannot learn a session from Set-Cookie (that is NGINX Plus `sticky learn`); learned sessions fall back to `hash $cookie_JSESSIONID consistent` and are expected to show sticky violations"
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", fmt.Errorf("bench: %w", err)
+	}
+	p, err := startChild(o, dir, addr, bin, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	return p, note, nil
+}
+
+// haproxyConfig keeps sessions as the gateway does: a WebSphere key goes to the member
+// whose clone id comes first in its clone list, a Tomcat key to the member of its
+// jvmRoute (use-server on the JSESSIONID cookie); other keys stick to the member that
+// issued them (stick store-response on the Set-Cookie) or first served them (stick on
+// the request cookie). `cookie JSESSIONID prefix` would not read the routes the
+// members write themselves, so it is not used.
+func haproxyConfig(listen string, members []*member, addrs []string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `global
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+
+frontend bench
+    bind %s
+    default_backend bench
+
+backend bench
+    balance roundrobin
+    stick-table type string len 64 size 1m expire 30m
+`, listen)
+	for _, m := range members {
+		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m reg ^0000[^:]*:%s(:|$) }\n", m.id, m.route)
+		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m end .%s }\n", m.id, m.route)
+	}
+	b.WriteString("    stick on req.cook(JSESSIONID)\n    stick store-response res.cook(JSESSIONID)\n")
+	for i, m := range members {
+		fmt.Fprintf(&b, "    server %s %s\n", m.id, addrs[i])
+	}
+	return b.Bytes()
+}
+
+// nginxConfig picks an upstream per route with a map of regexes on $cookie_JSESSIONID
+// and falls back to consistent hashing of the cookie.
+func nginxConfig(listen, dir string, members []*member, addrs []string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    map $cookie_JSESSIONID $sg_upstream {
+        default sg_hash;
+`, dir)
+	for _, m := range members {
+		fmt.Fprintf(&b, "        \"~^0000[^:]*:%s(:|$)\" sg_%s;\n", m.route, m.id)
+		fmt.Fprintf(&b, "        \"~\\.%s$\" sg_%s;\n", m.route, m.id)
+	}
+	b.WriteString("    }\n")
+	for i, m := range members {
+		fmt.Fprintf(&b, "    upstream sg_%s { server %s; keepalive 64; }\n", m.id, addrs[i])
+	}
+	b.WriteString("    upstream sg_hash {\n        hash $cookie_JSESSIONID consistent;\n")
+	for i := range members {
+		fmt.Fprintf(&b, "        server %s;\n", addrs[i])
+	}
+	fmt.Fprintf(&b, `        keepalive 64;
+    }
+    server {
+        listen %s;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://$sg_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }
+    }
+}
+`, listen)
+	return b.Bytes()
+}

@@ -1,0 +1,221 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is the result of a Run; `-json` prints it as is.
+type Report struct {
+	Sessions int           `json:"sessions"`
+	Conns    int           `json:"conns"`
+	Duration time.Duration `json:"duration_ns"`
+	Requests int64         `json:"requests,omitempty"`
+	Warmup   time.Duration `json:"warmup_ns"`
+	Rate     float64       `json:"rate,omitempty"`
+	Mix      Mix           `json:"mix"`
+	Members  int           `json:"members"`
+	Mode     string        `json:"mode"`
+	Taskset  string        `json:"taskset,omitempty"`
+	Machine  Machine       `json:"machine"`
+	Phases   []Phase       `json:"phases"`
+	// Notes say what was skipped and what a figure includes.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	NumCPU     int    `json:"num_cpu"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	CPU        string `json:"cpu,omitempty"`
+}
+
+// Phase is one measured path: direct, sessiongate, haproxy or nginx.
+type Phase struct {
+	Name       string           `json:"name"`
+	Requests   int64            `json:"requests"`
+	Seconds    float64          `json:"seconds"`
+	RPS        float64          `json:"rps"`
+	P50        time.Duration    `json:"p50_ns"`
+	P90        time.Duration    `json:"p90_ns"`
+	P99        time.Duration    `json:"p99_ns"`
+	P999       time.Duration    `json:"p999_ns"`
+	Max        time.Duration    `json:"max_ns"`
+	ErrorCount int64            `json:"error_count"`
+	Errors     map[string]int64 `json:"errors,omitempty"`
+	// StickyViolations counts responses from a member other than the session's bound one.
+	StickyViolations int64 `json:"sticky_violations"`
+	// MemberForeign counts requests members received with a session that is not theirs
+	// (warm-up included); it corroborates StickyViolations from the member side.
+	MemberForeign int64 `json:"member_foreign"`
+	// CPUPerRequest is CPU time (user+system) per request of CPUScope.
+	CPUPerRequest time.Duration `json:"cpu_per_request_ns,omitempty"`
+	// CPUScope is "proxy process" (child process, /proc) or "bench process" (in-process:
+	// load generator, members and gateway together; getrusage).
+	CPUScope string `json:"cpu_scope,omitempty"`
+	// AllocsPerRequest is heap allocations per request of the bench process
+	// (in-process: load generator and members included); 0 when not measured.
+	AllocsPerRequest float64 `json:"allocs_per_request,omitempty"`
+	// VsDirect and VsHAProxy are this phase's ratios to those phases.
+	VsDirect  *Ratios `json:"vs_direct,omitempty"`
+	VsHAProxy *Ratios `json:"vs_haproxy,omitempty"`
+}
+
+// Ratios compare a phase with a reference phase: this / reference.
+type Ratios struct {
+	RPS float64 `json:"rps"`
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	// CPU is the ratio of CPU per request, when both phases have it in the same scope.
+	CPU float64 `json:"cpu_per_request,omitempty"`
+}
+
+func ratios(p, ref *Phase) *Ratios {
+	if ref.RPS == 0 || ref.P50 == 0 || ref.P99 == 0 {
+		return nil
+	}
+	r := &Ratios{RPS: p.RPS / ref.RPS, P50: float64(p.P50) / float64(ref.P50), P99: float64(p.P99) / float64(ref.P99)}
+	if p.CPUScope == ref.CPUScope && ref.CPUPerRequest > 0 {
+		r.CPU = float64(p.CPUPerRequest) / float64(ref.CPUPerRequest)
+	}
+	return r
+}
+
+func (r *Report) computeRatios() {
+	direct := r.Phase("direct")
+	haproxy := r.Phase("haproxy")
+	for i := range r.Phases {
+		p := &r.Phases[i]
+		if direct != nil && p != direct {
+			p.VsDirect = ratios(p, direct)
+		}
+		if haproxy != nil && p != haproxy && p != direct {
+			p.VsHAProxy = ratios(p, haproxy)
+		}
+	}
+}
+
+// Phase returns the phase named name, or nil.
+func (r *Report) Phase(name string) *Phase {
+	for i := range r.Phases {
+		if r.Phases[i].Name == name {
+			return &r.Phases[i]
+		}
+	}
+	return nil
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(r)
+}
+
+// WriteTable writes the human table: one row per phase, then the ratios and notes.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	loop := "closed loop"
+	if r.Rate > 0 {
+		loop = fmt.Sprintf("open loop %.0f req/s", r.Rate)
+	}
+	bound := r.Duration.String()
+	if r.Requests > 0 {
+		bound = fmt.Sprintf("%s / %d requests", r.Duration, r.Requests)
+	}
+	fmt.Fprintf(&b, "sessiongate bench: %d sessions (%s), %d conns, %s, %s per phase (warm-up %s), %d members, gateway %s",
+		r.Sessions, r.Mix, r.Conns, loop, bound, r.Warmup, r.Members, r.Mode)
+	if r.Taskset != "" {
+		fmt.Fprintf(&b, ", taskset %s", r.Taskset)
+	}
+	fmt.Fprintf(&b, "\nmachine: %s, bench process on %d CPUs (GOMAXPROCS %d), %s %s/%s\n\n", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch)
+	rows := [][]string{{"path", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors", "sticky viol.", "CPU/req", "allocs/req"}}
+	for _, p := range r.Phases {
+		cpu := "-"
+		if p.CPUPerRequest > 0 {
+			cpu = fmtDur(p.CPUPerRequest)
+			if p.CPUScope == "bench process" {
+				cpu += "*"
+			}
+		}
+		allocs := "-"
+		if p.AllocsPerRequest > 0 {
+			allocs = fmt.Sprintf("%.1f*", p.AllocsPerRequest)
+		}
+		rows = append(rows, []string{p.Name, fmt.Sprintf("%.0f", p.RPS), fmtDur(p.P50), fmtDur(p.P90), fmtDur(p.P99), fmtDur(p.P999), fmtDur(p.Max),
+			fmt.Sprint(p.ErrorCount), fmt.Sprint(p.StickyViolations), cpu, allocs})
+	}
+	writeRows(&b, rows)
+	b.WriteString("\n")
+	for _, p := range r.Phases {
+		for _, ref := range []struct {
+			name string
+			r    *Ratios
+		}{{"direct", p.VsDirect}, {"haproxy", p.VsHAProxy}} {
+			if ref.r == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "%s/%s: req/s %.2f, p50 %.2fx, p99 %.2fx", p.Name, ref.name, ref.r.RPS, ref.r.P50, ref.r.P99)
+			if ref.r.CPU > 0 {
+				fmt.Fprintf(&b, ", CPU/req %.2fx", ref.r.CPU)
+			}
+			b.WriteString("\n")
+		}
+	}
+	for _, p := range r.Phases {
+		if len(p.Errors) > 0 {
+			keys := make([]string, 0, len(p.Errors))
+			for k := range p.Errors {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			fmt.Fprintf(&b, "%s errors:", p.Name)
+			for _, k := range keys {
+				fmt.Fprintf(&b, " %s=%d", k, p.Errors[k])
+			}
+			b.WriteString("\n")
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeRows(b *strings.Builder, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	for _, row := range rows {
+		for i, c := range row {
+			if i == 0 {
+				fmt.Fprintf(b, "%-*s", widths[i], c)
+			} else {
+				fmt.Fprintf(b, "  %*s", widths[i], c)
+			}
+		}
+		b.WriteString("\n")
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	}
+}

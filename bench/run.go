@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Run measures, in this order and in the same run: direct to one member, the gateway,
+// then each peer in o.Peers. It returns the report, with what it skipped in its notes.
+// It stops early, returning the phases measured so far, when ctx ends.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	r := &Report{
+		Sessions: o.Sessions, Conns: o.Conns, Duration: o.Duration, Requests: o.Requests, Warmup: o.Warmup,
+		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset,
+		Machine: Machine{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
+			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel()},
+	}
+	defer r.computeRatios()
+	members := make([]*member, o.Members)
+	for i := range members {
+		m, err := startMember(fmt.Sprintf("n%d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		defer m.close()
+		members[i] = m
+	}
+	// The address each proxy is configured with for member i: rotated when swapped.
+	addrs := make([]string, len(members))
+	for i := range members {
+		j := i
+		if o.SwapMembers {
+			j = (i + 1) % len(members)
+		}
+		addrs[i] = members[j].addr()
+	}
+	if o.Mode == ModeInProcess {
+		r.Notes = append(r.Notes, "in-process: CPU/req* and allocs/req* are the whole bench process (load generator, members and gateway); the gateway's own share is the difference to direct")
+	}
+
+	// Direct: every session bound to the first member.
+	ph, err := measure(ctx, o, "direct", members[0].addr(), members, newSessions(o.Sessions, o.Mix, members, 0), inProcessProbe())
+	r.Phases = append(r.Phases, ph)
+	if err != nil {
+		return r, err
+	}
+
+	gw, err := startGateway(o, members, addrs)
+	if err != nil {
+		return r, err
+	}
+	probe := inProcessProbe()
+	if gw.pid > 0 {
+		probe = procProbe(gw.pid)
+	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			gw.stop()
+			return r, fmt.Errorf("bench: cpuprofile: %w", err)
+		}
+		r.Notes = append(r.Notes, "CPU profile of the measured sessiongate phase (whole process) in "+o.CPUProfile)
+		probe = profiled(probe, f)
+	}
+	ph, err = measure(ctx, o, "sessiongate", gw.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe)
+	gw.stop()
+	r.Phases = append(r.Phases, ph)
+	if err != nil {
+		return r, err
+	}
+
+	for _, name := range o.Peers {
+		p, note, err := startPeer(name, o, members, addrs)
+		if err != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: skipped: %v", name, err))
+			continue
+		}
+		if p == nil {
+			r.Notes = append(r.Notes, note)
+			continue
+		}
+		if note != "" {
+			r.Notes = append(r.Notes, note)
+		}
+		ph, err = measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), procProbe(p.pid))
+		p.stop()
+		r.Phases = append(r.Phases, ph)
+		if err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// measure runs one phase and reads the probe around its measured part.
+func measure(ctx context.Context, o Options, name, addr string, members []*member, sessions []*session, probe *probe) (Phase, error) {
+	foreign0 := int64(0)
+	for _, m := range members {
+		foreign0 += m.foreign.Load()
+	}
+	l := &load{opts: o, addr: addr, members: members, sessions: sessions, name: name}
+	var cpu0 time.Duration
+	var mallocs0 uint64
+	var ms runtime.MemStats
+	var cpu time.Duration
+	var mallocs uint64
+	ph, err := l.run(ctx, func(start bool) {
+		if start {
+			if probe.allocs {
+				runtime.ReadMemStats(&ms)
+				mallocs0 = ms.Mallocs
+			}
+			if probe.begin != nil {
+				probe.begin()
+			}
+			cpu0 = probe.cpu()
+			return
+		}
+		cpu = probe.cpu() - cpu0
+		if probe.allocs {
+			runtime.ReadMemStats(&ms)
+			mallocs = ms.Mallocs - mallocs0
+		}
+		if probe.done != nil {
+			probe.done()
+		}
+	})
+	for _, m := range members {
+		ph.MemberForeign += m.foreign.Load()
+	}
+	ph.MemberForeign -= foreign0
+	if ph.Requests > 0 {
+		ph.CPUScope = probe.scope
+		ph.CPUPerRequest = cpu / time.Duration(ph.Requests)
+		if probe.allocs {
+			ph.AllocsPerRequest = float64(mallocs) / float64(ph.Requests)
+		}
+	}
+	return ph, err
+}
+
+// probe reads the CPU time of what a phase measures.
+type probe struct {
+	scope  string
+	cpu    func() time.Duration
+	allocs bool
+	begin  func() // when measurement starts, if set
+	done   func() // when measurement ends, if set
+}
+
+func inProcessProbe() *probe {
+	return &probe{scope: "bench process", allocs: true, cpu: func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}}
+}
+
+// procProbe reads utime+stime of pid and its waited-for children from /proc/<pid>/stat.
+func procProbe(pid int) *probe {
+	return &probe{scope: "proxy process", cpu: func() time.Duration { return procCPU(pid) }}
+}
+
+// profiled makes p profile the CPU into f while the phase is measured.
+func profiled(p *probe, f *os.File) *probe {
+	started := false
+	p.begin = func() { started = pprof.StartCPUProfile(f) == nil }
+	p.done = func() {
+		if started {
+			pprof.StopCPUProfile()
+		}
+		f.Close()
+	}
+	return p
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times; 100 on Linux.
+const clockTick = 100
+
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(ut+st) * time.Second / clockTick
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+var errNotReady = errors.New("bench: proxy did not start listening")
