@@ -1,7 +1,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build run test fmt-check vet race allocs fuzz bench loadbench clean
+.PHONY: all build run test fmt-check vet race allocs fuzz bench loadbench bench-gate clean
 
 all: build
 
@@ -47,3 +47,24 @@ loadbench:
 
 clean:
 	rm -rf bin
+
+# The CI performance gate: a short load run, the gateway pinned alone on CPU 0 and the
+# load generator and members on CPU 1 (when there are two CPUs and taskset). It fails on
+# any error or sticky violation at once, and on a sessiongate/direct req/s ratio below
+# the floor in three attempts in a row (exit status 3 means "only the ratio"). Measured
+# in this layout on the 2-core machine: 0.81-0.90 in six runs, two of them with the
+# other core busy, and 0.47 once with another benchmark running on the gateway's core;
+# the floor of 0.4 and the attempts absorb such neighbours.
+BENCH_FLOOR ?= 0.4
+BENCH_ARGS = -duration 3s -warmup 1s -sessions 2000 -conns 16
+bench-gate: build
+	@if [ "$$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then \
+	  run="taskset -c 1 bin/sessiongate bench $(BENCH_ARGS) -mode child -taskset 0 -min-ratio $(BENCH_FLOOR)"; \
+	else \
+	  run="bin/sessiongate bench $(BENCH_ARGS) -min-ratio 0.2"; \
+	fi; \
+	for attempt in 1 2 3; do \
+	  $$run; rc=$$?; \
+	  [ $$rc -ne 3 ] && exit $$rc; \
+	  echo "bench gate: attempt $$attempt below the floor, measuring again"; \
+	done; exit 1

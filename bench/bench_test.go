@@ -161,3 +161,38 @@ func TestParseMix(t *testing.T) {
 		})
 	}
 }
+
+func TestGate(t *testing.T) {
+	phase := func(name string, errs, viol int64, ratio float64) Phase {
+		p := Phase{Name: name, ErrorCount: errs, StickyViolations: viol}
+		if ratio > 0 {
+			p.VsDirect = &Ratios{RPS: ratio}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name   string
+		phases []Phase
+		floor  float64
+		want   string // "" = pass; else a part of the first failure
+	}{
+		{"pass", []Phase{phase("direct", 0, 0, 0), phase("sessiongate", 0, 0, 0.8)}, 0.5, ""},
+		{"below floor", []Phase{phase("direct", 0, 0, 0), phase("sessiongate", 0, 0, 0.4)}, 0.5, "below the floor 0.50"},
+		{"floor not checked", []Phase{phase("sessiongate", 0, 0, 0.1)}, 0, ""},
+		{"errors", []Phase{phase("sessiongate", 3, 0, 0.8)}, 0.5, "3 errors"},
+		{"violations", []Phase{phase("sessiongate", 0, 2, 0.8)}, 0.5, "2 sticky violations"},
+		{"nginx violations are expected", []Phase{phase("sessiongate", 0, 0, 0.8), phase("nginx", 0, 99, 0.8)}, 0.5, ""},
+		{"haproxy violations fail", []Phase{phase("sessiongate", 0, 0, 0.8), phase("haproxy", 0, 1, 0.8)}, 0.5, "haproxy: 1 sticky"},
+		{"no ratio", []Phase{phase("sessiongate", 0, 0, 0)}, 0.5, "no ratio"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fails := (&Report{Phases: tc.phases}).Gate(tc.floor)
+			switch {
+			case tc.want == "" && len(fails) > 0:
+				t.Fatalf("Gate(%v) = %q, want a pass", tc.floor, fails)
+			case tc.want != "" && (len(fails) == 0 || !strings.Contains(fails[0], tc.want)):
+				t.Fatalf("Gate(%v) = %q, want a failure containing %q", tc.floor, fails, tc.want)
+			}
+		})
+	}
+}

@@ -219,3 +219,30 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
 	}
 }
+
+// Gate lists why a run fails the CI gate: errors or sticky violations in any phase but
+// nginx's (open-source NGINX cannot learn sessions, so it shows violations by design),
+// and a sessiongate/direct req/s ratio below minRatio (0: not checked). Empty: pass.
+func (r *Report) Gate(minRatio float64) []string {
+	var out []string
+	for _, p := range r.Phases {
+		if p.Name == "nginx" {
+			continue
+		}
+		if p.ErrorCount > 0 {
+			out = append(out, fmt.Sprintf("%s: %d errors %v", p.Name, p.ErrorCount, p.Errors))
+		}
+		if p.StickyViolations > 0 {
+			out = append(out, fmt.Sprintf("%s: %d sticky violations", p.Name, p.StickyViolations))
+		}
+		if p.Name == "sessiongate" && minRatio > 0 {
+			switch {
+			case p.VsDirect == nil:
+				out = append(out, "sessiongate: no ratio to direct was measured")
+			case p.VsDirect.RPS < minRatio:
+				out = append(out, fmt.Sprintf("sessiongate/direct req/s %.2f is below the floor %.2f", p.VsDirect.RPS, minRatio))
+			}
+		}
+	}
+	return out
+}
