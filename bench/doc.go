@@ -9,4 +9,8 @@
 // the gateway's internals: it builds a gateway.Config, or a configuration file for a
 // child process, like any user would. Run is the entry point; the command only parses
 // flags and prints the Report.
+//
+// Memory is the memory mode (`sessiongate bench -memory`): it fills a sessioncache.Cache
+// directly, with keys hashed by router.HashKey as the gateway hashes them, and reports
+// heap and RSS per learned session. It imports those two packages for that alone.
 package bench
