@@ -53,7 +53,7 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.
 	req := &ctx.Request
 	e.Bytes("method", req.Header.Method()).
 		Bytes("host", req.Header.Host()).
-		Bytes("uri", req.Header.RequestURI()).
+		Bytes("path", logPath(req.Header.RequestURI())).
 		Int("status", status)
 	if g != nil {
 		e.Str("group", g.Name)
@@ -68,4 +68,16 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.
 		e.Str("error_kind", errKindNames[kindOf(err)]).Err(err)
 	}
 	e.Msg("request")
+}
+
+// logPath is the request path without its query and path parameters: session ids
+// travel in ";jsessionid=" and in the query, and do not belong in logs.
+func logPath(rawURI []byte) []byte {
+	p := router.PeekPath(rawURI)
+	for i, c := range p {
+		if c == ';' {
+			return p[:i]
+		}
+	}
+	return p
 }

@@ -57,10 +57,15 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, req)
-	replay := snap.retry.MaxRetries > 0 && keepBody(req, snap.replayMax)
+	kept, err := bufferBody(req, snap.replayMax)
+	if err != nil {
+		s.fail(ctx, snap, start, g, m, outcome, err)
+		return
+	}
+	// A strict group's session never leaves its member, not even for a retry.
+	replay := snap.retry.MaxRetries > 0 && kept && !(g.Strict() && len(key) > 0)
 
 	var tried router.Tried
-	var err error
 	for {
 		tried.Add(m)
 		err = s.forward(snap, m, req, &ctx.Response)
@@ -80,11 +85,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.log.Debug().Str("group", g.Name).Str("from", m.ID).Str("to", next.ID).
 			Str("error_kind", errKindNames[kindOf(err)]).Msg("retrying on another member")
-		m = next
+		// The session moves for good only if the failed member is now out (down or
+		// ejected by this failure); a passing fault, or a full pool, serves this one
+		// request elsewhere and leaves the binding alone.
 		if len(key) > 0 {
 			outcome = router.OutcomeMoved
-			s.moved(snap, router.MoveMemberDown, keyHash, m)
+			if r := m.State.Reason(); r != router.MoveNone {
+				s.moved(snap, r, keyHash, next)
+			}
 		}
+		m = next
 	}
 	if err != nil {
 		if kindOf(err) == kindHeaderTooLarge {
@@ -116,15 +126,19 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	st.Requests.Add(1)
 	st.Inflight.Add(1)
 	var err error
-	if req.Header.ContentLength() == -1 && req.IsBodyStream() {
-		err = doChunked(snap.clients[m.Index], req, resp, snap.maxBody)
+	if cl := req.Header.ContentLength(); (cl > 0 || cl == -1) && req.IsBodyStream() {
+		err = doStreamed(snap.clients[m.Index], req, resp, snap.maxBody)
 	} else {
 		err = snap.clients[m.Index].Do(req, resp)
 	}
 	st.Inflight.Add(-1)
 	if err != nil {
-		st.Failures.Add(1)
-		if k := kindOf(err); k != kindBodyTooLarge && k != kindMemberBusy {
+		switch k := kindOf(err); k {
+		case kindBodyTooLarge, kindClientBody: // the client's doing
+		case kindMemberBusy: // our pool was full: the member did nothing wrong
+			st.Failures.Add(1)
+		default:
+			st.Failures.Add(1)
 			s.health.Failure(st, errKindNames[k])
 		}
 		return err
@@ -153,21 +167,25 @@ func (s *Server) moved(snap *snapshot, reason router.MoveReason, keyHash uint64,
 	}
 }
 
-// keepBody reports whether req's body can be sent again: no body, or one of at most
-// limit bytes, which it reads into memory if it is still a stream. Chunked and larger
-// bodies stream through once.
-func keepBody(req *fasthttp.Request, limit int) bool {
+// bufferBody makes req's body one that can be sent again, and reports whether it did:
+// no body, or one of at most limit bytes, which it reads into memory (fasthttp hands
+// every body over as a stream). A body shorter than its Content-Length, from a client
+// that stopped sending, is errClientBody: it must not reach a member as if complete.
+// Chunked and larger bodies stream through once (see doStreamed).
+func bufferBody(req *fasthttp.Request, limit int) (bool, error) {
 	cl := req.Header.ContentLength()
 	switch {
 	case cl == 0, cl == -2: // -2: neither Content-Length nor chunked, no body (fasthttp leaves GET and HEAD so)
-		return true
+		return true, nil
 	case cl < 0 || cl > limit:
-		return false
+		return false, nil
 	}
 	if req.IsBodyStream() {
-		req.Body() // reads the (already received) body and closes the stream
+		if len(req.Body()) != cl { // Body reads the stream and closes it
+			return false, errClientBody
+		}
 	}
-	return !req.IsBodyStream()
+	return !req.IsBodyStream(), nil
 }
 
 // retryable reports whether a failed attempt may go to another member: always when the
@@ -219,29 +237,39 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
 	}
 }
 
-// doChunked forwards a request whose chunked body streams through, stopping it at
-// server.max_body_bytes: the body has no Content-Length to check up front, so its
-// stream is wrapped in a limit, on a copy of the request (fasthttp has no way to wrap
-// the stream of a request in place). Only chunked uploads take this path.
-func doChunked(c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, limit int64) error {
+// doStreamed forwards a request whose body streams through (chunked, or larger than
+// what is kept for a replay), reading it through a limit: at server.max_body_bytes for
+// a chunked body, which has no Content-Length to check up front, and noting a client
+// that stops sending, so that its failure is not blamed on the member. The stream is
+// wrapped on a copy of the request (fasthttp has no way to wrap the stream of a
+// request in place). Only streamed uploads take this path.
+func doStreamed(c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, limit int64) error {
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	req.Header.CopyTo(&out.Header)
+	cl := req.Header.ContentLength()
 	lr := &limitReader{r: req.BodyStream(), n: limit}
-	out.SetBodyStream(lr, -1)
+	out.SetBodyStream(lr, cl)
 	keepTarget(out)
 	err := c.Do(out, resp)
-	if lr.over {
+	switch {
+	case lr.over:
 		return errBodyTooLarge
+	case err != nil && (lr.readErr != nil || lr.eof && cl > 0 && lr.total < int64(cl)):
+		return errClientBody // the body stopped short: the client's doing, not the member's
 	}
 	return err
 }
 
-// limitReader reads at most n bytes of r and fails past them.
+// limitReader reads at most n bytes of r and fails past them; it keeps the error of a
+// read that failed (the client went away or stalled).
 type limitReader struct {
-	r    io.Reader
-	n    int64
-	over bool
+	r       io.Reader
+	n       int64
+	total   int64 // bytes read
+	eof     bool  // the stream ended (possibly before Content-Length: the client left)
+	over    bool
+	readErr error
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -254,9 +282,16 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	k, err := l.r.Read(p)
 	l.n -= int64(k)
+	l.total += int64(k)
 	if l.n < 0 {
 		l.over = true
 		return 0, errBodyTooLarge
+	}
+	switch {
+	case err == io.EOF:
+		l.eof = true
+	case err != nil:
+		l.readErr = err
 	}
 	return k, err
 }
@@ -387,12 +422,13 @@ const (
 	kindMemberClosed
 	kindMemberBusy
 	kindMemberError
+	kindClientBody
 	numErrKinds
 )
 
 var errKindNames = [numErrKinds]string{
 	"", "no_group", "no_member", "body_too_large", "header_too_large", "bad_request",
-	"client_timeout", "connect", "member_timeout", "member_closed", "member_busy", "member_error",
+	"client_timeout", "connect", "member_timeout", "member_closed", "member_busy", "member_error", "client_body",
 }
 
 // Sentinel errors of the request path; preallocated so that failing costs no allocation.
@@ -400,6 +436,8 @@ var (
 	errNoGroup      = errors.New("gateway: no target group for host and path")
 	errNoMember     = errors.New("gateway: no usable member in group")
 	errBodyTooLarge = errors.New("gateway: request body larger than server.max_body_bytes")
+	// errClientBody is a request body the client stopped sending before its end.
+	errClientBody = errors.New("gateway: request body incomplete: the client stopped sending")
 	// errMemberHeaderTooLarge is a member response head that does not fit the member
 	// client's read buffer (max(server.max_header_bytes, 8192)).
 	errMemberHeaderTooLarge = errors.New("gateway: member response head too large")
@@ -416,6 +454,8 @@ func kindOf(err error) errKind {
 		return kindNoMember
 	case err == errBodyTooLarge, errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return kindBodyTooLarge
+	case err == errClientBody:
+		return kindClientBody
 	case errors.As(err, &small):
 		return kindHeaderTooLarge
 	case errors.Is(err, fasthttp.ErrDialTimeout):
@@ -443,7 +483,7 @@ func statusOf(k errKind) int {
 		return fasthttp.StatusRequestEntityTooLarge
 	case kindHeaderTooLarge:
 		return fasthttp.StatusRequestHeaderFieldsTooLarge
-	case kindBadRequest:
+	case kindBadRequest, kindClientBody:
 		return fasthttp.StatusBadRequest
 	case kindClientTimeout:
 		return fasthttp.StatusRequestTimeout
@@ -474,8 +514,8 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time,
 	s.stats.errors[k].Add(1)
 	status := statusOf(k)
 	writeError(ctx, status)
-	if k == kindBodyTooLarge {
-		ctx.SetConnectionClose() // the unread body is still on the connection
+	if k == kindBodyTooLarge || k == kindClientBody {
+		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}
 	s.logAccess(ctx, snap, start, g, m, outcome, status, err)
 }

@@ -854,7 +854,7 @@ func TestProxyAccessLog(t *testing.T) {
 		t.Fatalf("%d access lines for one request: %q", len(lines), buf.String())
 	}
 	want := map[string]any{
-		"level": "info", "method": "GET", "host": "gw.test", "uri": "/fb/x?y=1", "status": 200.0,
+		"level": "info", "method": "GET", "host": "gw.test", "path": "/fb/x", "status": 200.0,
 		"group": "fb", "member": "Node1", "affinity": "balanced", "bytes": float64(len(body)),
 	}
 	for k, v := range want {

@@ -36,8 +36,10 @@ func (s *Server) Reload(cfg *Config) error {
 		s.log.Warn().Str("field", w).Msg("config reload: this field takes effect at the next restart")
 	}
 	applyAdminStates(cfg, snap.table, old.cfg)
-	s.snap.Store(snap)
+	// States first (a new member with start: unhealthy is down before any request can
+	// see it), then the snapshot.
 	s.health.Update(healthTargets(cfg, snap.table))
+	s.snap.Store(snap)
 	if lvl, err := zerolog.ParseLevel(cfg.Log.Level); err == nil {
 		SetLogLevel(lvl)
 	}

@@ -74,8 +74,11 @@ type Checker struct {
 
 	mu      sync.Mutex
 	members map[string]*watched // by member id
-	seen    map[string]bool     // member ids ever watched: the start state applies once
-	counts  map[string]*counts  // by member id, kept when a member stops being watched
+	// ejectMu makes "count the usable peers, then eject" one step, so that two members
+	// failing at once cannot both be ejected past the last usable one.
+	ejectMu sync.Mutex
+	seen    map[string]bool    // member ids ever watched: the start state applies once
+	counts  map[string]*counts // by member id, kept when a member stops being watched
 
 	jobs   chan *watched
 	done   chan *watched
@@ -168,6 +171,16 @@ func (c *Checker) Update(ts []Target) {
 			c.retire(w)
 		}
 		w := c.newWatched(t)
+		if old, ok := c.members[t.Member]; ok {
+			old.mu.Lock()
+			w.ejections, w.ejectedUntil, w.lastEjection = old.ejections, old.ejectedUntil, old.lastEjection
+			old.mu.Unlock()
+		}
+		// An ejection must always have a way to end: a passing active check or, without
+		// one, a timer (also for a member that left and came back).
+		if t.State.Ejected() && t.Check.Path == "" && w.ejectedUntil.IsZero() {
+			w.ejectedUntil = time.Now().Add(max(t.Passive.Ejection, time.Second))
+		}
 		c.members[t.Member] = w
 		first := !c.seen[t.Member]
 		c.seen[t.Member] = true
@@ -487,6 +500,8 @@ func (c *Checker) Failure(st *router.MemberState, reason string) {
 	if p.Failures == 0 || n < p.Failures || st.Ejected() {
 		return
 	}
+	c.ejectMu.Lock()
+	defer c.ejectMu.Unlock()
 	others := 0
 	for _, peer := range w.t.Peers {
 		if peer != st && peer.UsableBound() {

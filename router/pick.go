@@ -234,6 +234,9 @@ func (g *Group) MemberByRoute(route []byte) int {
 	return -1
 }
 
+// Strict reports whether the group never moves a session (target_groups[].strict).
+func (g *Group) Strict() bool { return g.strict }
+
 // MemberByNum returns the index of the member whose state number is num, or -1.
 // Safe for concurrent use; does not allocate.
 func (g *Group) MemberByNum(num uint32) int {

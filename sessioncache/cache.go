@@ -74,7 +74,7 @@ func New(cfg Config) (*Cache, error) {
 	c := &Cache{
 		c:         rc,
 		ttl:       cfg.TTL,
-		refreshAt: uint32(cfg.TTL / time.Second / 2),
+		refreshAt: max(uint32(cfg.TTL/time.Second/2), 1), // never a write on every hit
 		start:     time.Now(),
 		stop:      make(chan struct{}),
 	}
