@@ -52,9 +52,9 @@ clean:
 # load generator and members on CPU 1 (when there are two CPUs and taskset). It fails on
 # any error or sticky violation at once, and on a sessiongate/direct req/s ratio below
 # the floor in three attempts in a row (exit status 3 means "only the ratio"). Measured
-# in this layout on the 2-core machine: 0.81-0.90 in six runs, two of them with the
-# other core busy, and 0.47 once with another benchmark running on the gateway's core;
-# the floor of 0.4 and the attempts absorb such neighbours.
+# in this layout on the 2-core machine: 0.69-0.90 in twelve runs, two of them with the
+# other core busy, and 0.47 and 0.48 with another benchmark running on the gateway's
+# core; the floor of 0.4 and the attempts absorb such neighbours.
 BENCH_FLOOR ?= 0.4
 BENCH_ARGS = -duration 3s -warmup 1s -sessions 2000 -conns 16
 bench-gate: build

@@ -104,6 +104,21 @@ func run(args []string) int {
 	return 0
 }
 
+// signalContext is a context cancelled at the first SIGINT or SIGTERM (a second one
+// exits at once, as with signals).
+func signalContext() (context.Context, context.CancelFunc) {
+	stop := signals()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // hangups returns a channel that yields at each SIGHUP (reload).
 func hangups() <-chan struct{} {
 	c := make(chan struct{}, 1)
@@ -204,13 +219,8 @@ func runBench(args []string) int {
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		o.Progress = os.Stderr
 	}
-	stop := signals()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := signalContext()
 	defer cancel()
-	go func() {
-		<-stop
-		cancel()
-	}()
 	r, err := bench.Run(ctx, o)
 	if r != nil {
 		if *asJSON {
@@ -250,13 +260,8 @@ func runMemory(sizeList string, asJSON bool) int {
 		}
 		sizes = append(sizes, n)
 	}
-	stop := signals()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := signalContext()
 	defer cancel()
-	go func() {
-		<-stop
-		cancel()
-	}()
 	r, err := bench.Memory(ctx, sizes)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
