@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -945,4 +947,62 @@ func routed(m MemberConfig, route string) MemberConfig {
 func withHosts(g GroupConfig, hosts ...string) GroupConfig {
 	g.Hosts = hosts
 	return g
+}
+
+// TestLearnedBindingVisibleAtOnce: the request right after the one that issued a
+// session, with nothing in between (no cache Wait by the test), stays on the issuer,
+// also when many sessions start at once (ristretto applies writes asynchronously).
+func TestLearnedBindingVisibleAtOnce(t *testing.T) {
+	cfg := gwConfig(gwGroup("fb", "/fb",
+		gwMember("m1", startFastMember(t, fastLearnMember("m1"))),
+		gwMember("m2", startFastMember(t, fastLearnMember("m2")))))
+	_, addr := startGateway(t, cfg, zerolog.Nop())
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &fasthttp.HostClient{Addr: addr}
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for range 100 {
+				req.Reset()
+				req.SetRequestURI("http://gw.test/fb/start")
+				if err := c.Do(req, resp); err != nil {
+					t.Error(err)
+					return
+				}
+				issuer := string(resp.Body())
+				key := string(resp.Header.PeekCookie("JSESSIONID"))
+				key = key[len("JSESSIONID="):strings.IndexByte(key, ';')]
+				req.Reset()
+				req.SetRequestURI("http://gw.test/fb/page")
+				req.Header.Set("Cookie", "JSESSIONID="+key)
+				if err := c.Do(req, resp); err != nil {
+					t.Error(err)
+					return
+				}
+				if string(resp.Body()) != issuer {
+					wrong.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := wrong.Load(); n > 0 {
+		t.Fatalf("%d of 1600 new sessions went to another member on their next request", n)
+	}
+}
+
+// fastLearnMember issues an opaque JSESSIONID (no route) on /start and answers its id.
+func fastLearnMember(id string) fasthttp.RequestHandler {
+	var n atomic.Int64
+	return func(ctx *fasthttp.RequestCtx) {
+		if strings.HasSuffix(string(ctx.Path()), "/start") {
+			ctx.Response.Header.Set("Set-Cookie", fmt.Sprintf("JSESSIONID=%s-%d-%x; Path=/", id, n.Add(1), ctx.ID()))
+		}
+		ctx.SetBodyString(id)
+	}
 }
