@@ -211,7 +211,11 @@ func newMemberClient(cfg *Config, m *router.Member) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr: m.Addr,
 		Dial: func(addr string) (net.Conn, error) {
-			return fasthttp.DialTimeout(addr, dialTimeout)
+			c, err := fasthttp.DialTimeout(addr, dialTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return newMemberConn(c), nil
 		},
 		MaxConns:                  memberMaxConns(cfg.Client.MaxConns),
 		MaxConnWaitTimeout:        dialTimeout,

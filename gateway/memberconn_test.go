@@ -1,0 +1,220 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// memberConnPair dials a loopback listener and returns the dialed side as a
+// memberConn and the accepted side as is.
+func memberConnPair(t *testing.T) (*memberConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, ok := newMemberConn(c).(*memberConn)
+	if !ok {
+		t.Fatal("newMemberConn did not wrap a TCP connection")
+	}
+	t.Cleanup(func() { mc.Close(); peer.Close() })
+	mc.SetDeadline(time.Now().Add(10 * time.Second))
+	peer.SetDeadline(time.Now().Add(10 * time.Second))
+	return mc, peer.(*net.TCPConn)
+}
+
+func TestMemberConnKeepsWriteUntilRead(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	if _, err := mc.Write([]byte("GET / HTTP/1.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.Write([]byte("Host: m\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing has left yet: the peer sees no bytes before the reader asks for the answer.
+	peer.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := peer.Read(make([]byte, 64)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("peer read %d bytes (%v) before the request was due", n, err)
+	}
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+
+	done := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, _ := io.ReadAtLeast(peer, buf, len("GET / HTTP/1.1\r\nHost: m\r\n\r\n"))
+		peer.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+		done <- buf[:n]
+	}()
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(mc, buf, len("HTTP/1.1 200 OK\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(buf[:n]); got != "HTTP/1.1 200 OK\r\n\r\n" {
+		t.Fatalf("answer %q", got)
+	}
+	if got := string(<-done); got != "GET / HTTP/1.1\r\nHost: m\r\n\r\n" {
+		t.Fatalf("peer got %q", got)
+	}
+}
+
+// Writes past one buffer go out in order, also when the socket buffers are full and
+// the combined write cannot finish at once.
+func TestMemberConnLongWritesInOrder(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	want := make([]byte, 16<<20) // more than the socket buffers hold while the peer sleeps
+	for i := range want {
+		want[i] = byte(i % 251)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // let the buffers fill
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(want))))
+		peer.Write([]byte("ok"))
+		got <- b
+	}()
+	for b := want; len(b) > 0; {
+		n := min(len(b), 3000) // chunks that fill and overflow the kept buffer
+		if _, err := mc.Write(b[:n]); err != nil {
+			t.Fatal(err)
+		}
+		b = b[n:]
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(mc, buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("answer %q, %v", buf, err)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("peer got %d bytes, not the %d written in order", len(b), len(want))
+	}
+}
+
+func TestMemberConnEOF(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	go func() {
+		io.ReadFull(peer, make([]byte, 4))
+		peer.Close()
+	}()
+	mc.Write([]byte("ping"))
+	if n, err := mc.Read(make([]byte, 16)); n != 0 || err != io.EOF {
+		t.Fatalf("Read = %d, %v; want 0, io.EOF", n, err)
+	}
+}
+
+// A member that closed the connection while it was idle: the request draws a reset,
+// which ends the wait at once (no timeout).
+func TestMemberConnPeerClosedBeforeRequest(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	peer.SetLinger(0)
+	peer.Close()
+	time.Sleep(20 * time.Millisecond) // the RST is in
+	mc.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	mc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	_, err := mc.Read(make([]byte, 16))
+	if err == nil {
+		t.Fatal("read from a closed member succeeded")
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("waited for the deadline (%s): %v", time.Since(start), err)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) && err != io.EOF {
+		t.Fatalf("error %v, want a reset, broken pipe or EOF", err)
+	}
+}
+
+func TestMemberConnDeadline(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	_ = peer
+	mc.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	mc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	_, err := mc.Read(make([]byte, 16))
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("error %v, want a timeout", err)
+	}
+}
+
+func TestAllocsMemberConnRoundTrip(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	go func() { // echo
+		buf := make([]byte, 64)
+		for {
+			n, err := peer.Read(buf)
+			if err != nil {
+				return
+			}
+			peer.Write(buf[:n])
+		}
+	}()
+	req := []byte("GET / HTTP/1.1\r\n\r\n")
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		mc.Write(req)
+		if _, err := io.ReadFull(mc, buf[:len(req)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocs per round trip, want 0", allocs)
+	}
+}
+
+// The kept request meets full socket buffers: it goes out the ordinary way, after
+// what was queued, and the answer is still read.
+func TestMemberConnSendBufferFull(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	rc, err := mc.Conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := make([]byte, 64<<10)
+	queued := 0
+	rc.Write(func(fd uintptr) bool { // fill both socket buffers without blocking
+		for {
+			n, err := syscall.Write(int(fd), filler)
+			if err != nil {
+				return true
+			}
+			queued += n
+		}
+	})
+	if queued == 0 {
+		t.Fatal("could not queue anything")
+	}
+	req := []byte("GET / HTTP/1.1\r\n\r\n")
+	mc.Write(req)
+	got := make(chan int, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // the reader finds the buffers full
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(queued+len(req))))
+		peer.Write([]byte("ok"))
+		if bytes.HasSuffix(b, req) {
+			got <- len(b)
+		} else {
+			got <- -1
+		}
+	}()
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(mc, buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("answer %q, %v", buf, err)
+	}
+	if n := <-got; n != queued+len(req) {
+		t.Fatalf("peer got %d bytes ending in the request, want %d", n, queued+len(req))
+	}
+}
