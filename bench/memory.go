@@ -91,7 +91,7 @@ func Memory(ctx context.Context, sizes []int) (MemoryReport, error) {
 		Notes: []string{
 			"heap: runtime.MemStats.HeapInuse; rss: /proc/self/statm; both after runtime/debug.FreeOSMemory",
 			"empty cache: ristretto's TinyLFU counters (NumCounters = 10 x sessions, 4-bit count-min sketch of 4 rows rounded up to a power of 2) and doorkeeper bloom filter, plus its buffers",
-			"per entry: ristretto's store map entry (key, conflict, value, time.Time expiration), its expiration bucket entry, the eviction policy's key-cost entry, and with Metrics on its admission-time map (up to 100000 keys)",
+			"per entry: ristretto's store map entry (key, conflict, value, and an unused time.Time expiration: the cache sets no ristretto TTL), the eviction policy's key-cost entry, and with Metrics on its admission-time map (up to 100000 keys)",
 			"empty cache rss is low because the counters' zeroed pages are not resident until written; learning touches them, so rss/entry includes them",
 		},
 	}

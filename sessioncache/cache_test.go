@@ -119,6 +119,31 @@ func TestRefreshKeepsUsedBindings(t *testing.T) {
 	}
 }
 
+func TestUnusedBindingExpires(t *testing.T) {
+	c := newTestCache(t, 100, time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.Learn(9, 2)
+		c.Wait()
+		if _, ok := c.Lookup(9); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("binding never admitted")
+		}
+	}
+	_, at := unpack(func() uint64 { v, _ := c.c.Get(9); return v }())
+	for c.now.Load() <= at+1 { // the coarse clock passes the TTL, with nobody using it
+		if time.Now().After(deadline) {
+			t.Fatal("clock did not advance")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if num, ok := c.Lookup(9); ok {
+		t.Fatalf("binding to %d still there after its TTL", num)
+	}
+}
+
 func TestPack(t *testing.T) {
 	for _, tc := range []struct{ num, at uint32 }{{0, 0}, {1, 2}, {1<<32 - 1, 1<<32 - 1}, {7, 1 << 31}} {
 		if num, at := unpack(pack(tc.num, tc.at)); num != tc.num || at != tc.at {
