@@ -48,6 +48,9 @@ type Options struct {
 	// CPUProfile, if set, is where the CPU profile of the gateway phase is written
 	// (in-process mode only).
 	CPUProfile string
+	// ReusePort runs the gateway with `reuseport: true`: one SO_REUSEPORT listener per
+	// CPU instead of one listener served by fasthttp's worker pool.
+	ReusePort bool
 	// SwapMembers configures the gateway (and peers) with the members' addresses
 	// rotated against their route ids: a wrong configuration whose sticky violations
 	// the bench must see.

@@ -24,9 +24,10 @@ type proxy struct {
 
 // gatewayConfig is the gateway configuration of the bench: one group on "/", the
 // members at addrs with routes n1..nN, active checks off, access log off.
-func gatewayConfig(listen string, members []*member, addrs []string) *gateway.Config {
+func gatewayConfig(listen string, reusePort bool, members []*member, addrs []string) *gateway.Config {
 	cfg := gateway.DefaultConfig()
 	cfg.Listen = listen
+	cfg.ReusePort = reusePort
 	cfg.Admin.Listen = ""
 	cfg.Log.Access = false
 	cfg.Log.Level = "warn"
@@ -42,9 +43,9 @@ func gatewayConfig(listen string, members []*member, addrs []string) *gateway.Co
 }
 
 // gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`.
-func gatewayYAML(listen string, members []*member, addrs []string) []byte {
+func gatewayYAML(listen string, reusePort bool, members []*member, addrs []string) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "listen: %q\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", listen)
+	fmt.Fprintf(&b, "listen: %q\nreuseport: %t\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", listen, reusePort)
 	fmt.Fprintf(&b, "target_groups:\n  - name: bench\n    path_prefix: /\n    members:\n")
 	for i, m := range members {
 		fmt.Fprintf(&b, "      - id: %s\n        address: %q\n        route: %s\n", m.id, addrs[i], m.route)
@@ -56,7 +57,7 @@ func startGateway(o Options, members []*member, addrs []string) (*proxy, error) 
 	if o.Mode == ModeChild {
 		return startGatewayChild(o, members, addrs)
 	}
-	s, err := gateway.New(gatewayConfig("127.0.0.1:0", members, addrs), zerolog.Nop())
+	s, err := gateway.New(gatewayConfig("127.0.0.1:0", o.ReusePort, members, addrs), zerolog.Nop())
 	if err != nil {
 		return nil, fmt.Errorf("bench: gateway: %w", err)
 	}
@@ -83,7 +84,7 @@ func startGatewayChild(o Options, members []*member, addrs []string) (*proxy, er
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	yml := gatewayYAML(addr, members, addrs)
+	yml := gatewayYAML(addr, o.ReusePort, members, addrs)
 	if _, err := gateway.ParseConfig(yml); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("bench: generated gateway config: %w", err)

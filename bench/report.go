@@ -21,8 +21,10 @@ type Report struct {
 	Members  int           `json:"members"`
 	Mode     string        `json:"mode"`
 	Taskset  string        `json:"taskset,omitempty"`
-	Machine  Machine       `json:"machine"`
-	Phases   []Phase       `json:"phases"`
+	// ReusePort: the gateway ran one SO_REUSEPORT listener per CPU.
+	ReusePort bool    `json:"reuseport,omitempty"`
+	Machine   Machine `json:"machine"`
+	Phases    []Phase `json:"phases"`
 	// Notes say what was skipped and what a figure includes.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -132,6 +134,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "sessiongate bench: %d sessions (%s), %d conns, %s, %s per phase (warm-up %s), %d members, gateway %s",
 		r.Sessions, r.Mix, r.Conns, loop, bound, r.Warmup, r.Members, r.Mode)
+	if r.ReusePort {
+		b.WriteString(", reuseport")
+	}
 	if r.Taskset != "" {
 		fmt.Fprintf(&b, ", taskset %s", r.Taskset)
 	}

@@ -23,7 +23,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r := &Report{
 		Sessions: o.Sessions, Conns: o.Conns, Duration: o.Duration, Requests: o.Requests, Warmup: o.Warmup,
-		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset,
+		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset, ReusePort: o.ReusePort,
 		Machine: Machine{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel()},
 	}
