@@ -5,49 +5,65 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // memberConn is a connection to a member that sends the request in the same step that
-// waits for the answer, so it never reads in vain.
+// waits for the answer, so it does not read in vain.
 //
 // Go's net.Conn.Read always tries read(2) first and waits for readiness only when it
 // fails with EAGAIN. Right after a request is written the member has not answered yet,
 // so that first read is a wasted system call on every request: 1 of the gateway's 6
 // per proxied request, measured with perf on the pinned bench (HAProxy, which waits for
-// epoll before it reads, makes 4.4). Here Write keeps the request (up to one buffer)
-// and the next Read writes it from inside syscall.RawConn.Read: RawConn.Read resets
-// the descriptor's readiness before it calls readFn, readFn writes, returns false,
-// and the runtime's poller wakes it when the answer arrives. The reset comes before the
-// write, so no readiness the answer causes can be lost.
+// epoll before it reads, makes 4.4). Here the first Write of a request is kept (up to
+// one buffer) and the next Read sends it from inside syscall.RawConn.Read: RawConn.Read
+// resets the descriptor's readiness before it calls readFn, readFn writes, returns
+// false, and the runtime's poller wakes it when the answer arrives. The reset comes
+// before the write, so no readiness the answer causes can be lost.
 //
-// Data that arrived before the request (a member that answers unasked) loses its
-// readiness in that reset; members only do that before closing the connection, and
-// the RST our write then draws wakes the wait. The read deadline bounds it in any case.
+// What arrived before the request loses its readiness in that reset: a member's FIN on
+// an idle connection, say. A member that closed for good answers our write with a
+// reset, which ends the wait; one that only shut its sending side (a lingering close)
+// would leave us waiting for the read deadline. So a connection idle for more than a
+// tick of memberClock (100-200ms, longer than any request-to-request gap under load and
+// shorter than members' keep-alive timeouts) reads first, the ordinary way.
 //
-// A memberConn is used by one goroutine at a time (fasthttp's HostClient).
+// Only the first Write after a Read is kept: the later ones of a streamed body (each
+// chunk of a chunked one is flushed on purpose) go out at once, after it.
 //
-// It embeds net.Conn, not *net.TCPConn, so that no other path (ReadFrom, WriteTo)
-// can pass the request kept back.
+// A memberConn is used by one goroutine at a time (fasthttp's HostClient); Close may
+// come from another one and touches nothing else. It embeds net.Conn, not
+// *net.TCPConn, so that no other path (ReadFrom, WriteTo) can pass the request kept back.
 type memberConn struct {
 	net.Conn
-	rc      syscall.RawConn
-	pending []byte // written, not yet sent
-	readFn  func(fd uintptr) bool
+	rc       syscall.RawConn
+	pending  []byte // written, not yet sent
+	held     bool   // a Write was kept since the last Read: the next ones go out
+	lastRead uint32 // memberClock when the last Read began
+	readFn   func(fd uintptr) bool
 
 	// readFn's arguments and results, in fields so that Read allocates nothing.
-	buf    []byte
-	n      int
-	rerr   error
-	werr   error
-	sent   bool
-	unsent bool // the write could not finish at once: finish it the ordinary way
+	buf       []byte
+	n         int
+	rerr      error
+	werr      error
+	sent      bool
+	readFirst bool // idle connection: read once right after sending
+	unsent    bool // the write could not finish at once: finish it the ordinary way
 }
 
-// pendingMax is the most a memberConn keeps back: one fasthttp write buffer, so a
-// request's headers and small body are held, and a long body's chunks are sent as they
-// come with at most one chunk behind.
+// pendingMax is the most a memberConn keeps back: one fasthttp write buffer, enough for
+// a request's headers and a small body.
 const pendingMax = 4096
+
+// memberClock counts 100ms ticks from the first member connection on.
+var (
+	memberClock     atomic.Uint32
+	memberClockOnce sync.Once
+)
 
 func newMemberConn(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
@@ -58,24 +74,29 @@ func newMemberConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	mc := &memberConn{Conn: c, rc: rc, pending: make([]byte, 0, pendingMax)}
+	memberClockOnce.Do(func() {
+		go func() {
+			for range time.Tick(100 * time.Millisecond) {
+				memberClock.Add(1)
+			}
+		}()
+	})
+	mc := &memberConn{Conn: c, rc: rc, pending: make([]byte, 0, pendingMax), lastRead: memberClock.Load()}
 	mc.readFn = mc.readStep
 	return mc
 }
 
-// Write keeps p to send with the next Read, or sends what is kept and p when they do
-// not fit in one buffer.
+// Write keeps the first write of a request for the next Read when it fits in a buffer;
+// it sends the later ones at once, after what is kept.
 func (c *memberConn) Write(p []byte) (int, error) {
-	if len(c.pending)+len(p) <= cap(c.pending) {
+	if !c.held && len(c.pending) == 0 && len(p) <= cap(c.pending) {
+		c.held = true
 		c.pending = append(c.pending, p...)
 		return len(p), nil
 	}
+	c.held = true
 	if err := c.flush(); err != nil {
 		return 0, err
-	}
-	if len(p) <= cap(c.pending) {
-		c.pending = append(c.pending, p...)
-		return len(p), nil
 	}
 	return c.Conn.Write(p)
 }
@@ -92,6 +113,10 @@ func (c *memberConn) flush() error {
 
 // Read sends what is kept, then waits for the answer and reads it.
 func (c *memberConn) Read(p []byte) (int, error) {
+	c.held = false
+	now := memberClock.Load()
+	idle := now-c.lastRead > 1
+	c.lastRead = now
 	if len(c.pending) == 0 {
 		return c.Conn.Read(p)
 	}
@@ -101,7 +126,7 @@ func (c *memberConn) Read(p []byte) (int, error) {
 		}
 		return 0, nil
 	}
-	c.buf, c.n, c.rerr, c.werr, c.sent, c.unsent = p, 0, nil, nil, false, false
+	c.buf, c.n, c.rerr, c.werr, c.sent, c.unsent, c.readFirst = p, 0, nil, nil, false, false, idle
 	err := c.rc.Read(c.readFn)
 	c.buf = nil
 	switch {
@@ -146,7 +171,9 @@ func (c *memberConn) readStep(fd uintptr) bool {
 			}
 			c.pending = c.pending[:copy(c.pending, c.pending[n:])]
 		}
-		return false // sent: wait for readiness instead of reading in vain
+		if !c.readFirst {
+			return false // sent: wait for readiness instead of reading in vain
+		}
 	}
 	for {
 		n, err := syscall.Read(int(fd), c.buf)
@@ -166,11 +193,4 @@ func (c *memberConn) readStep(fd uintptr) bool {
 
 func (c *memberConn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-}
-
-// Close sends nothing kept back: a request the caller gave up on before reading its
-// answer is not sent.
-func (c *memberConn) Close() error {
-	c.pending = c.pending[:0]
-	return c.Conn.Close()
 }

@@ -40,10 +40,7 @@ func memberConnPair(t *testing.T) (*memberConn, *net.TCPConn) {
 
 func TestMemberConnKeepsWriteUntilRead(t *testing.T) {
 	mc, peer := memberConnPair(t)
-	if _, err := mc.Write([]byte("GET / HTTP/1.1\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.Write([]byte("Host: m\r\n\r\n")); err != nil {
+	if _, err := mc.Write([]byte("GET / HTTP/1.1\r\nHost: m\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing has left yet: the peer sees no bytes before the reader asks for the answer.
@@ -70,6 +67,40 @@ func TestMemberConnKeepsWriteUntilRead(t *testing.T) {
 	}
 	if got := string(<-done); got != "GET / HTTP/1.1\r\nHost: m\r\n\r\n" {
 		t.Fatalf("peer got %q", got)
+	}
+}
+
+// Only a request's first write is kept: the next ones (a streamed body's chunks) go
+// out at once, after it.
+func TestMemberConnLaterWritesGoOut(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	mc.Write([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"))
+	mc.Write([]byte("3\r\nabc\r\n"))
+	want := "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+	buf := make([]byte, len(want))
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != want { // before any Read
+		t.Fatalf("peer got %q, %v; want %q", buf, err, want)
+	}
+	mc.Write([]byte("0\r\n\r\n"))
+	buf = buf[:5]
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "0\r\n\r\n" {
+		t.Fatalf("peer got %q, %v", buf, err)
+	}
+}
+
+// A member that shut its sending side while the connection sat idle (a lingering
+// close): the FIN's readiness is gone once the request is sent, so an idle connection
+// reads right after sending and sees the end at once instead of at the deadline.
+func TestMemberConnIdleHalfClosedMember(t *testing.T) {
+	mc, peer := memberConnPair(t)
+	peer.CloseWrite()
+	time.Sleep(20 * time.Millisecond) // the FIN is in
+	memberClock.Add(2)                // the connection was idle for two ticks
+	mc.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	mc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	if n, err := mc.Read(make([]byte, 16)); n != 0 || err != io.EOF {
+		t.Fatalf("Read = %d, %v after %s; want 0, io.EOF", n, err, time.Since(start))
 	}
 }
 
