@@ -196,3 +196,48 @@ func TestGate(t *testing.T) {
 		})
 	}
 }
+
+// Rounds merge per path: the counts of every round add up, and so do time and CPU.
+func TestRunRoundsMerge(t *testing.T) {
+	o := shortOptions()
+	o.Duration, o.Requests, o.Rounds = time.Minute, 300, 2
+	r := run(t, o)
+	if r.Rounds != 2 || len(r.Phases) != 2 {
+		t.Fatalf("rounds %d, %d phases; want 2 rounds merged into direct and sessiongate", r.Rounds, len(r.Phases))
+	}
+	for _, name := range []string{"direct", "sessiongate"} {
+		p := phase(t, r, name)
+		if p.Requests < 2*o.Requests || p.Requests > 2*(o.Requests+int64(o.Conns)) {
+			t.Errorf("%s: %d requests, want those of two rounds of %d", name, p.Requests, o.Requests)
+		}
+		if p.hist.TotalCount()+p.ErrorCount != p.Requests || p.CPUPerRequest <= 0 {
+			t.Errorf("%s: histogram %d + errors %d vs %d requests, CPU/req %v", name, p.hist.TotalCount(), p.ErrorCount, p.Requests, p.CPUPerRequest)
+		}
+	}
+}
+
+func TestPhaseMerge(t *testing.T) {
+	a := Phase{Name: "x", Seconds: 1, Errors: map[string]int64{"timeout": 1}, ErrorCount: 1, cpu: 10 * time.Millisecond, hist: newHist()}
+	b := Phase{Name: "x", Seconds: 3, Errors: map[string]int64{"timeout": 2, "502": 1}, ErrorCount: 3, StickyViolations: 2, cpu: 30 * time.Millisecond, hist: newHist()}
+	for range 99 {
+		a.hist.RecordValue(1000)
+	}
+	for range 297 {
+		b.hist.RecordValue(5000)
+	}
+	a.summarize()
+	b.summarize()
+	a.merge(b)
+	if a.Requests != 400 || a.Seconds != 4 || a.RPS != 100 {
+		t.Errorf("requests %d, seconds %g, rps %g; want 400, 4, 100", a.Requests, a.Seconds, a.RPS)
+	}
+	if a.ErrorCount != 4 || a.Errors["timeout"] != 3 || a.Errors["502"] != 1 || a.StickyViolations != 2 {
+		t.Errorf("errors %d %v, violations %d", a.ErrorCount, a.Errors, a.StickyViolations)
+	}
+	if a.CPUPerRequest != 100*time.Microsecond {
+		t.Errorf("CPU/req %v, want 100µs (40ms over 400 requests)", a.CPUPerRequest)
+	}
+	if a.P50 < 4900 || a.P50 > 5100 || a.Max < 4900 {
+		t.Errorf("p50 %v, max %v: want the merged histogram's (mostly 5µs)", a.P50, a.Max)
+	}
+}

@@ -200,16 +200,9 @@ wait:
 		}
 		ph.StickyViolations += r.violations
 	}
-	ph.Requests = hist.TotalCount() + ph.ErrorCount
+	ph.hist = hist
 	ph.Seconds = elapsed.Seconds()
-	if ph.Seconds > 0 {
-		ph.RPS = float64(ph.Requests) / ph.Seconds
-	}
-	ph.P50 = time.Duration(hist.ValueAtQuantile(50))
-	ph.P90 = time.Duration(hist.ValueAtQuantile(90))
-	ph.P99 = time.Duration(hist.ValueAtQuantile(99))
-	ph.P999 = time.Duration(hist.ValueAtQuantile(99.9))
-	ph.Max = time.Duration(hist.Max())
+	ph.summarize()
 	if ctx.Err() != nil {
 		return ph, ctx.Err()
 	}

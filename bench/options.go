@@ -48,6 +48,10 @@ type Options struct {
 	// CPUProfile, if set, is where the CPU profile of the gateway phase is written
 	// (in-process mode only).
 	CPUProfile string
+	// Rounds repeats the sequence of phases (direct, gateway, peers) this many times and
+	// merges each path's rounds, so that a shared machine's slow minutes fall on every
+	// path alike. Default 1.
+	Rounds int
 	// ReusePort runs the gateway with `reuseport: true`: one SO_REUSEPORT listener per
 	// CPU instead of one listener served by fasthttp's worker pool.
 	ReusePort bool
@@ -81,6 +85,9 @@ func (o *Options) defaults() error {
 	if o.Members == 0 {
 		o.Members = 2
 	}
+	if o.Rounds == 0 {
+		o.Rounds = 1
+	}
 	if o.Mode == "" {
 		o.Mode = ModeInProcess
 	}
@@ -93,6 +100,8 @@ func (o *Options) defaults() error {
 		return errors.New("bench: duration and requests must not be negative")
 	case o.Rate < 0:
 		return fmt.Errorf("bench: rate %g: must not be negative", o.Rate)
+	case o.Rounds < 1 || o.Rounds > 100:
+		return fmt.Errorf("bench: rounds %d: range 1-100", o.Rounds)
 	case o.Members < 1 || o.Members > 64:
 		return fmt.Errorf("bench: members %d: range 1-64", o.Members)
 	case o.Mode != ModeInProcess && o.Mode != ModeChild:

@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"io"
 	"slices"
 	"strings"
@@ -21,6 +22,8 @@ type Report struct {
 	Members  int           `json:"members"`
 	Mode     string        `json:"mode"`
 	Taskset  string        `json:"taskset,omitempty"`
+	// Rounds is how many times each path was measured (merged in its phase).
+	Rounds int `json:"rounds"`
 	// ReusePort: the gateway ran one SO_REUSEPORT listener per CPU.
 	ReusePort bool    `json:"reuseport,omitempty"`
 	Machine   Machine `json:"machine"`
@@ -68,6 +71,47 @@ type Phase struct {
 	// VsDirect and VsHAProxy are this phase's ratios to those phases.
 	VsDirect  *Ratios `json:"vs_direct,omitempty"`
 	VsHAProxy *Ratios `json:"vs_haproxy,omitempty"`
+
+	hist    *hdrhistogram.Histogram // latencies of the answered requests
+	cpu     time.Duration           // CPU time of CPUScope
+	mallocs uint64                  // heap allocations, when measured
+}
+
+// summarize computes the phase's figures from its histogram, counts and time.
+func (p *Phase) summarize() {
+	p.Requests = p.hist.TotalCount() + p.ErrorCount
+	p.RPS = 0
+	if p.Seconds > 0 {
+		p.RPS = float64(p.Requests) / p.Seconds
+	}
+	p.P50 = time.Duration(p.hist.ValueAtQuantile(50))
+	p.P90 = time.Duration(p.hist.ValueAtQuantile(90))
+	p.P99 = time.Duration(p.hist.ValueAtQuantile(99))
+	p.P999 = time.Duration(p.hist.ValueAtQuantile(99.9))
+	p.Max = time.Duration(p.hist.Max())
+	p.CPUPerRequest, p.AllocsPerRequest = 0, 0
+	if p.Requests > 0 && p.cpu > 0 {
+		p.CPUPerRequest = p.cpu / time.Duration(p.Requests)
+	}
+	if p.Requests > 0 && p.mallocs > 0 {
+		p.AllocsPerRequest = float64(p.mallocs) / float64(p.Requests)
+	}
+}
+
+// merge adds another round of the same path: counts, time and CPU add up, latencies
+// merge in one histogram, so the figures are those of all rounds together.
+func (p *Phase) merge(q Phase) {
+	p.hist.Merge(q.hist)
+	p.Seconds += q.Seconds
+	p.ErrorCount += q.ErrorCount
+	for k, v := range q.Errors {
+		p.Errors[k] += v
+	}
+	p.StickyViolations += q.StickyViolations
+	p.MemberForeign += q.MemberForeign
+	p.cpu += q.cpu
+	p.mallocs += q.mallocs
+	p.summarize()
 }
 
 // Ratios compare a phase with a reference phase: this / reference.
@@ -134,6 +178,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "sessiongate bench: %d sessions (%s), %d conns, %s, %s per phase (warm-up %s), %d members, gateway %s",
 		r.Sessions, r.Mix, r.Conns, loop, bound, r.Warmup, r.Members, r.Mode)
+	if r.Rounds > 1 {
+		fmt.Fprintf(&b, ", %d interleaved rounds merged", r.Rounds)
+	}
 	if r.ReusePort {
 		b.WriteString(", reuseport")
 	}

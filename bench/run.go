@@ -15,7 +15,8 @@ import (
 )
 
 // Run measures, in this order and in the same run: direct to one member, the gateway,
-// then each peer in o.Peers. It returns the report, with what it skipped in its notes.
+// then each peer in o.Peers; o.Rounds times over, each path's rounds merged into one
+// phase. It returns the report, with what it skipped in its notes.
 // It stops early, returning the phases measured so far, when ctx ends.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.defaults(); err != nil {
@@ -23,7 +24,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r := &Report{
 		Sessions: o.Sessions, Conns: o.Conns, Duration: o.Duration, Requests: o.Requests, Warmup: o.Warmup,
-		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset, ReusePort: o.ReusePort,
+		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset, ReusePort: o.ReusePort, Rounds: o.Rounds,
 		Machine: Machine{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel()},
 	}
@@ -50,58 +51,83 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		r.Notes = append(r.Notes, "in-process: CPU/req* and allocs/req* are the whole bench process (load generator, members and gateway); the gateway's own share is the difference to direct")
 	}
 
+	for round := range o.Rounds {
+		if err := runRound(ctx, o, r, round, members, addrs); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// runRound measures each path once, merging its phase into r's phase of that path.
+func runRound(ctx context.Context, o Options, r *Report, round int, members []*member, addrs []string) error {
+	note := func(s string) {
+		if round == 0 {
+			r.Notes = append(r.Notes, s)
+		}
+	}
 	// Direct: every session bound to the first member.
 	ph, err := measure(ctx, o, "direct", members[0].addr(), members, newSessions(o.Sessions, o.Mix, members, 0), inProcessProbe())
-	r.Phases = append(r.Phases, ph)
+	r.add(ph)
 	if err != nil {
-		return r, err
+		return err
 	}
 
 	gw, err := startGateway(o, members, addrs)
 	if err != nil {
-		return r, err
+		return err
 	}
 	probe := inProcessProbe()
 	if gw.pid > 0 {
 		probe = procProbe(gw.pid)
 	}
-	if o.CPUProfile != "" {
+	if o.CPUProfile != "" && round == 0 {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
 			gw.stop()
-			return r, fmt.Errorf("bench: cpuprofile: %w", err)
+			return fmt.Errorf("bench: cpuprofile: %w", err)
 		}
-		r.Notes = append(r.Notes, "CPU profile of the measured sessiongate phase (whole process) in "+o.CPUProfile)
+		note("CPU profile of the first measured sessiongate phase (whole process) in " + o.CPUProfile)
 		probe = profiled(probe, f)
 	}
 	ph, err = measure(ctx, o, "sessiongate", gw.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe)
 	gw.stop()
-	r.Phases = append(r.Phases, ph)
+	r.add(ph)
 	if err != nil {
-		return r, err
+		return err
 	}
 
 	for _, name := range o.Peers {
-		p, note, err := startPeer(name, o, members, addrs)
+		p, pnote, err := startPeer(name, o, members, addrs)
 		if err != nil {
-			r.Notes = append(r.Notes, fmt.Sprintf("%s: skipped: %v", name, err))
+			note(fmt.Sprintf("%s: skipped: %v", name, err))
 			continue
+		}
+		if pnote != "" {
+			note(pnote)
 		}
 		if p == nil {
-			r.Notes = append(r.Notes, note)
 			continue
-		}
-		if note != "" {
-			r.Notes = append(r.Notes, note)
 		}
 		ph, err = measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), procProbe(p.pid))
 		p.stop()
-		r.Phases = append(r.Phases, ph)
+		r.add(ph)
 		if err != nil {
-			return r, err
+			return err
 		}
 	}
-	return r, nil
+	return nil
+}
+
+// add records a measured phase: the first of its path as is, later rounds merged in.
+func (r *Report) add(ph Phase) {
+	for i := range r.Phases {
+		if r.Phases[i].Name == ph.Name {
+			r.Phases[i].merge(ph)
+			return
+		}
+	}
+	r.Phases = append(r.Phases, ph)
 }
 
 // measure runs one phase and reads the probe around its measured part.
@@ -143,10 +169,11 @@ func measure(ctx context.Context, o Options, name, addr string, members []*membe
 	ph.MemberForeign -= foreign0
 	if ph.Requests > 0 {
 		ph.CPUScope = probe.scope
-		ph.CPUPerRequest = cpu / time.Duration(ph.Requests)
+		ph.cpu = cpu
 		if probe.allocs {
-			ph.AllocsPerRequest = float64(mallocs) / float64(ph.Requests)
+			ph.mallocs = mallocs
 		}
+		ph.summarize()
 	}
 	return ph, err
 }

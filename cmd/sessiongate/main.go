@@ -179,6 +179,7 @@ func runBench(args []string) int {
 	mix := fs.String("mix", bench.DefaultMix.String(), "shares of session key formats")
 	fs.IntVar(&o.Members, "members", 2, "members in the group")
 	fs.StringVar(&o.Mode, "mode", bench.ModeInProcess, "gateway in-process or child (re-exec of this binary)")
+	fs.IntVar(&o.Rounds, "rounds", 1, "measure the phases this many times, interleaved, and merge each path's rounds")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "run the gateway with reuseport: true (one SO_REUSEPORT listener per CPU)")
 	fs.StringVar(&o.Taskset, "taskset", "", "pin child processes to these CPUs (taskset -c LIST)")
 	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx")
