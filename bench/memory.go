@@ -175,8 +175,11 @@ func learnAll(ctx context.Context, c *sessioncache.Cache, n int) error {
 	return ctx.Err()
 }
 
-// memNow collects garbage, returns freed pages to the OS and reads HeapInuse and RSS.
+// memNow collects garbage twice (sync.Pool keeps what it holds through one collection,
+// and earlier work's pools would otherwise be freed during the measurement), returns
+// freed pages to the OS and reads HeapInuse and RSS.
 func memNow() (heap, rssBytes int64) {
+	runtime.GC()
 	debug.FreeOSMemory()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
