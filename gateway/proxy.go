@@ -16,7 +16,7 @@ import (
 // handle is the request path: match, extract, pick (router, no allocation), proxy
 // (fasthttp's client), learn, log. Every failure goes through fail.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	start := ctx.Time() // read by fasthttp when the request came in: one clock read fewer
 	snap := s.snap.Load()
 	s.stats.requests.Add(1)
 	req := &ctx.Request
