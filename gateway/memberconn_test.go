@@ -94,8 +94,11 @@ func TestMemberConnLaterWritesGoOut(t *testing.T) {
 func TestMemberConnIdleHalfClosedMember(t *testing.T) {
 	mc, peer := memberConnPair(t)
 	peer.CloseWrite()
-	time.Sleep(20 * time.Millisecond) // the FIN is in
-	memberClock.Add(2)                // the connection was idle for two ticks
+	// Pacing, not a wait for state: the sleeping test lets the runtime's poller take the
+	// FIN's readiness, which the send then resets (the case the idle check is for). The
+	// assertion holds however long this is.
+	time.Sleep(20 * time.Millisecond)
+	memberClock.Add(2) // the connection was idle for two ticks
 	mc.SetDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
 	mc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
@@ -114,7 +117,7 @@ func TestMemberConnLongWritesInOrder(t *testing.T) {
 	}
 	got := make(chan []byte, 1)
 	go func() {
-		time.Sleep(50 * time.Millisecond) // let the buffers fill
+		time.Sleep(50 * time.Millisecond) // pacing: the writer fills the buffers first; order holds either way
 		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(want))))
 		peer.Write([]byte("ok"))
 		got <- b
@@ -153,7 +156,7 @@ func TestMemberConnPeerClosedBeforeRequest(t *testing.T) {
 	mc, peer := memberConnPair(t)
 	peer.SetLinger(0)
 	peer.Close()
-	time.Sleep(20 * time.Millisecond) // the RST is in
+	time.Sleep(20 * time.Millisecond) // pacing: the RST is in before the send (it holds either way)
 	mc.SetDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
 	mc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
@@ -232,7 +235,7 @@ func TestMemberConnSendBufferFull(t *testing.T) {
 	mc.Write(req)
 	got := make(chan int, 1)
 	go func() {
-		time.Sleep(50 * time.Millisecond) // the reader finds the buffers full
+		time.Sleep(50 * time.Millisecond) // pacing: the send finds the buffers full; the answer comes either way
 		b, _ := io.ReadAll(io.LimitReader(peer, int64(queued+len(req))))
 		peer.Write([]byte("ok"))
 		if bytes.HasSuffix(b, req) {

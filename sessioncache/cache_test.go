@@ -92,19 +92,25 @@ func TestBoundedByMaxSessions(t *testing.T) {
 	}
 }
 
-func TestRefreshKeepsUsedBindings(t *testing.T) {
-	c := newTestCache(t, 100, 3*time.Second) // refresh after 1s of age (coarse clock)
+// learnAdmitted learns keyHash -> num until ristretto's admission takes it (bounded).
+func learnAdmitted(t *testing.T, c *Cache, keyHash uint64, num uint32) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.Learn(5, 3)
+		c.Learn(keyHash, num)
 		c.Wait()
-		if _, ok := c.Lookup(5); ok {
-			break
+		if _, ok := c.Lookup(keyHash); ok {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("binding never admitted")
 		}
 	}
+}
+
+func TestRefreshKeepsUsedBindings(t *testing.T) {
+	c := newTestCache(t, 100, 3*time.Second) // refresh after 1s of age (coarse clock)
+	learnAdmitted(t, c, 5, 3)
 	// Use the binding for 3x its TTL: each use after half the TTL rewrites it.
 	end := time.Now().Add(7 * time.Second)
 	for time.Now().Before(end) {
@@ -121,17 +127,8 @@ func TestRefreshKeepsUsedBindings(t *testing.T) {
 
 func TestUnusedBindingExpires(t *testing.T) {
 	c := newTestCache(t, 100, time.Second)
+	learnAdmitted(t, c, 9, 2)
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c.Learn(9, 2)
-		c.Wait()
-		if _, ok := c.Lookup(9); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("binding never admitted")
-		}
-	}
 	_, at := unpack(func() uint64 { v, _ := c.c.Get(9); return v }())
 	for c.now.Load() <= at+1 { // the coarse clock passes the TTL, with nobody using it
 		if time.Now().After(deadline) {
