@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // memberConn is a connection to a member that sends the request in the same step that
@@ -24,12 +26,16 @@ import (
 // false, and the runtime's poller wakes it when the answer arrives. The reset comes
 // before the write, so no readiness the answer causes can be lost.
 //
-// What arrived before the request loses its readiness in that reset: a member's FIN on
-// an idle connection, say. A member that closed for good answers our write with a
-// reset, which ends the wait; one that only shut its sending side (a lingering close)
-// would leave us waiting for the read deadline. So a connection idle for more than a
-// tick of memberClock (100-200ms, longer than any request-to-request gap under load and
-// shorter than members' keep-alive timeouts) reads first, the ordinary way.
+// A connection idle for more than a tick of memberClock (100-200ms: longer than any
+// request-to-request gap under load, shorter than members' keep-alive timeouts) is
+// checked before its request goes out: one non-blocking read. A member that closed it
+// while it sat in the pool (its keep-alive timeout) shows as end of stream, a reset, or
+// a last word such as a 408; the request was then sent nowhere, Write returns
+// errStaleConn, and the HostClient retries on another connection (memberRetry), for
+// any method. Without the check a POST there would fail with 502, as it does through
+// Go's own Transport. An idle connection also reads right after sending: what arrived
+// before the request loses its readiness in RawConn.Read's reset, and a member that
+// shut only its sending side then would leave the wait to the read deadline.
 //
 // Only the first Write after a Read is kept: the later ones of a streamed body (each
 // chunk of a chunked one is flushed on purpose) go out at once, after it.
@@ -43,7 +49,9 @@ type memberConn struct {
 	pending  []byte // written, not yet sent
 	held     bool   // a Write was kept since the last Read: the next ones go out
 	lastRead uint32 // memberClock when the last Read began
+	idle     bool   // this request's connection sat idle: checked, and read first
 	readFn   func(fd uintptr) bool
+	checkFn  func(fd uintptr) bool
 
 	// readFn's arguments and results, in fields so that Read allocates nothing.
 	buf       []byte
@@ -83,12 +91,34 @@ func newMemberConn(c net.Conn) net.Conn {
 	})
 	mc := &memberConn{Conn: c, rc: rc, pending: make([]byte, 0, pendingMax), lastRead: memberClock.Load()}
 	mc.readFn = mc.readStep
+	mc.checkFn = mc.checkStep
 	return mc
 }
 
+// errStaleConn is Write's error on a pooled connection the member closed while it was
+// idle: nothing was sent.
+var errStaleConn = errors.New("gateway: pooled member connection closed by the member while idle; nothing sent")
+
+// memberRetry is the HostClient's RetryIfErr: a request that met a stale pooled
+// connection goes again, on another connection (fasthttp closes the stale one).
+func memberRetry(_ *fasthttp.Request, _ int, err error) (bool, bool) {
+	return false, errors.Is(err, errStaleConn)
+}
+
+// memberAttempts bounds those retries: enough for every connection of a pool that the
+// member closed at once, and no more for any other failure (memberRetry refuses those).
+const memberAttempts = 16
+
 // Write keeps the first write of a request for the next Read when it fits in a buffer;
-// it sends the later ones at once, after what is kept.
+// it sends the later ones at once, after what is kept. The first write on a connection
+// that sat idle is refused with errStaleConn if the member closed it meanwhile.
 func (c *memberConn) Write(p []byte) (int, error) {
+	if !c.held {
+		c.idle = memberClock.Load()-c.lastRead > 1
+		if c.idle && c.stale() {
+			return 0, errStaleConn
+		}
+	}
 	if !c.held && len(c.pending) == 0 && len(p) <= cap(c.pending) {
 		c.held = true
 		c.pending = append(c.pending, p...)
@@ -114,9 +144,7 @@ func (c *memberConn) flush() error {
 // Read sends what is kept, then waits for the answer and reads it.
 func (c *memberConn) Read(p []byte) (int, error) {
 	c.held = false
-	now := memberClock.Load()
-	idle := now-c.lastRead > 1
-	c.lastRead = now
+	c.lastRead = memberClock.Load()
 	if len(c.pending) == 0 {
 		return c.Conn.Read(p)
 	}
@@ -126,7 +154,7 @@ func (c *memberConn) Read(p []byte) (int, error) {
 		}
 		return 0, nil
 	}
-	c.buf, c.n, c.rerr, c.werr, c.sent, c.unsent, c.readFirst = p, 0, nil, nil, false, false, idle
+	c.buf, c.n, c.rerr, c.werr, c.sent, c.unsent, c.readFirst = p, 0, nil, nil, false, false, c.idle
 	err := c.rc.Read(c.readFn)
 	c.buf = nil
 	switch {
@@ -187,6 +215,28 @@ func (c *memberConn) readStep(fd uintptr) bool {
 			return true
 		}
 		c.n = n
+		return true
+	}
+}
+
+// stale reports whether the member closed the connection, or spoke unasked, while it
+// was idle: one non-blocking read, of what no request asked for.
+func (c *memberConn) stale() bool {
+	c.n, c.rerr = 0, nil
+	if err := c.rc.Read(c.checkFn); err != nil {
+		return true
+	}
+	return c.rerr != syscall.EAGAIN // data, end of stream (n == 0, no error) or an error
+}
+
+func (c *memberConn) checkStep(fd uintptr) bool {
+	var b [1]byte
+	for {
+		n, err := syscall.Read(int(fd), b[:])
+		if err == syscall.EINTR {
+			continue
+		}
+		c.n, c.rerr = n, err
 		return true
 	}
 }

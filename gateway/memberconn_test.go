@@ -5,10 +5,16 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // memberConnPair dials a loopback listener and returns the dialed side as a
@@ -88,20 +94,82 @@ func TestMemberConnLaterWritesGoOut(t *testing.T) {
 	}
 }
 
-// A member that shut its sending side while the connection sat idle (a lingering
-// close): the FIN's readiness is gone once the request is sent, so an idle connection
-// reads right after sending and sees the end at once instead of at the deadline.
-func TestMemberConnIdleHalfClosedMember(t *testing.T) {
+// A pooled connection the member closed while it sat idle (its keep-alive timeout): the
+// first write of the next request finds out and sends nothing, so that the request can
+// go again on another connection, whatever its method.
+func TestMemberConnStaleIdle(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		close func(peer *net.TCPConn)
+	}{
+		{"fin", func(peer *net.TCPConn) { peer.CloseWrite() }},
+		{"reset", func(peer *net.TCPConn) { peer.SetLinger(0); peer.Close() }},
+		{"unasked answer", func(peer *net.TCPConn) { peer.Write([]byte("HTTP/1.1 408 Request Timeout\r\n\r\n")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mc, peer := memberConnPair(t)
+			tc.close(peer)
+			waitReadable(t, mc)
+			memberClock.Add(2) // the connection was idle for two ticks
+			n, err := mc.Write([]byte("POST / HTTP/1.1\r\n\r\n"))
+			if n != 0 || !errors.Is(err, errStaleConn) {
+				t.Fatalf("Write = %d, %v; want 0, errStaleConn", n, err)
+			}
+			if _, retry := memberRetry(nil, 1, err); !retry {
+				t.Fatal("memberRetry refuses errStaleConn")
+			}
+		})
+	}
+	// A connection in use is not checked: no read before its request.
 	mc, peer := memberConnPair(t)
 	peer.CloseWrite()
-	// Pacing, not a wait for state: the sleeping test lets the runtime's poller take the
-	// FIN's readiness, which the send then resets (the case the idle check is for). The
-	// assertion holds however long this is.
-	time.Sleep(20 * time.Millisecond)
+	waitReadable(t, mc)
+	if _, err := mc.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatalf("Write on a busy connection = %v, want it kept", err)
+	}
+	if _, retry := memberRetry(nil, 1, io.EOF); retry {
+		t.Fatal("memberRetry retries a failure other than a stale connection")
+	}
+}
+
+// waitReadable waits (bounded) until mc's socket has something to read, without reading
+// it: the member's FIN, reset or bytes have arrived.
+func waitReadable(t *testing.T, mc *memberConn) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ready := false
+		mc.rc.Control(func(fd uintptr) {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, _ := unix.Poll(fds, 0)
+			ready = n > 0
+		})
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing arrived from the peer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A member that shut its sending side after the idle check passed and before the
+// answer was awaited: the FIN's readiness is gone with RawConn.Read's reset, so an idle
+// connection reads right after sending and sees the end at once, not at the deadline.
+func TestMemberConnIdleHalfClosedAfterCheck(t *testing.T) {
+	mc, peer := memberConnPair(t)
 	memberClock.Add(2) // the connection was idle for two ticks
+	if _, err := mc.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	peer.CloseWrite()
+	waitReadable(t, mc)
+	// Pacing, not a wait for state: the sleeping test lets the runtime's poller take the
+	// FIN's readiness, which the send then resets. The assertion holds however long this is.
+	time.Sleep(20 * time.Millisecond)
 	mc.SetDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
-	mc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 	if n, err := mc.Read(make([]byte, 16)); n != 0 || err != io.EOF {
 		t.Fatalf("Read = %d, %v after %s; want 0, io.EOF", n, err, time.Since(start))
 	}
@@ -250,5 +318,60 @@ func TestMemberConnSendBufferFull(t *testing.T) {
 	}
 	if n := <-got; n != queued+len(req) {
 		t.Fatalf("peer got %d bytes ending in the request, want %d", n, queued+len(req))
+	}
+}
+
+// Through the gateway: the member closes the pooled connection when its keep-alive
+// timeout passes; the next request, a POST, still reaches it exactly once.
+func TestProxyPostAfterMemberClosedIdleConn(t *testing.T) {
+	var posts atomic.Int64
+	closed := make(chan struct{}, 16)
+	ln := listenLoopback(t)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			posts.Add(1)
+			w.Write(append([]byte("got "), b...))
+		}),
+		IdleTimeout: 50 * time.Millisecond, // the member's keep-alive timeout
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed {
+				closed <- struct{}{}
+			}
+		},
+	}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { srv.Close() })
+	_, addr := startGateway(t, gwConfig(gwGroup("fb", "/fb", gwMember("Node1", ln.Addr().String()))), zerolog.Nop())
+	c := newHTTPClient(t)
+	post := func() {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/fb/order", strings.NewReader("one book"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := doHTTP(t, c, req); resp.StatusCode != http.StatusOK || body != "got one book" {
+			t.Fatalf("POST: %d %q", resp.StatusCode, body)
+		}
+	}
+	post()
+	select {
+	case <-closed: // the member closed the gateway's pooled connection
+	case <-time.After(scaled(5 * time.Second)):
+		t.Fatal("the member did not close the idle connection")
+	}
+	tick := memberClock.Load()
+	waitFor(t, "the connection to count as idle", func() bool { return memberClock.Load()-tick >= 2 })
+	post()
+	if n := posts.Load(); n != 2 {
+		t.Fatalf("member saw %d POSTs, want 2", n)
+	}
+}
+
+func TestKindOfStaleConn(t *testing.T) {
+	for _, err := range []error{errStaleConn, &net.OpError{Op: "write", Err: errStaleConn}} {
+		if k := kindOf(err); k != kindMemberClosed {
+			t.Errorf("kindOf(%v) = %s, want %s", err, errKindNames[k], errKindNames[kindMemberClosed])
+		}
 	}
 }

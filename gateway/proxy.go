@@ -133,9 +133,12 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	}
 	st.Inflight.Add(-1)
 	if err != nil {
-		switch k := kindOf(err); k {
-		case kindBodyTooLarge, kindClientBody: // the client's doing
-		case kindMemberBusy: // our pool was full: the member did nothing wrong
+		switch k := kindOf(err); {
+		case k == kindBodyTooLarge, k == kindClientBody: // the client's doing
+		case k == kindMemberBusy, errors.Is(err, errStaleConn):
+			// Our pool was full, or every pooled connection tried was one the member had
+			// closed while idle (fasthttp retries those; a streamed body cannot be): the
+			// member did nothing wrong.
 			st.Failures.Add(1)
 		default:
 			st.Failures.Add(1)
@@ -464,7 +467,8 @@ func kindOf(err error) errKind {
 		return kindMemberTimeout
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return kindMemberBusy
-	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, errStaleConn):
 		return kindMemberClosed
 	case errors.As(err, &opErr) && opErr.Op == "dial", errors.Is(err, syscall.ECONNREFUSED):
 		return kindConnect

@@ -205,7 +205,8 @@ func (s *Server) build(cfg *Config) (*snapshot, error) {
 }
 
 // newMemberClient is the connection pool of one member. The proxy does its own error
-// mapping, so fasthttp's retries are off; paths go out byte-exact and bodies stream.
+// mapping and retries, so fasthttp retries only a request that met a pooled connection
+// the member had closed (memberRetry); paths go out byte-exact and bodies stream.
 func newMemberClient(cfg *Config, m *router.Member) *fasthttp.HostClient {
 	dialTimeout := cfg.Client.DialTimeout
 	return &fasthttp.HostClient{
@@ -222,7 +223,8 @@ func newMemberClient(cfg *Config, m *router.Member) *fasthttp.HostClient {
 		MaxIdleConnDuration:       cfg.Client.IdleTimeout,
 		ReadTimeout:               cfg.Client.ReadTimeout,
 		WriteTimeout:              cfg.Client.WriteTimeout,
-		MaxIdemponentCallAttempts: 1,
+		MaxIdemponentCallAttempts: memberAttempts, // only for stale pooled connections
+		RetryIfErr:                memberRetry,
 		ReadBufferSize:            max(cfg.Server.MaxHeaderBytes, 8192),
 		DisablePathNormalizing:    true,
 		NoDefaultUserAgentHeader:  true,
