@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -51,7 +52,8 @@ type memberConn struct {
 	lastRead uint32 // memberClock when the last Read began
 	idle     bool   // this request's connection sat idle: checked, and read first
 	readFn   func(fd uintptr) bool
-	checkFn  func(fd uintptr) bool
+	checkFn  func(fd uintptr)
+	one      [1]byte // stale's read buffer
 
 	// readFn's arguments and results, in fields so that Read allocates nothing.
 	buf       []byte
@@ -105,9 +107,10 @@ func memberRetry(_ *fasthttp.Request, _ int, err error) (bool, bool) {
 	return false, errors.Is(err, errStaleConn)
 }
 
-// memberAttempts bounds those retries: enough for every connection of a pool that the
-// member closed at once, and no more for any other failure (memberRetry refuses those).
-const memberAttempts = 16
+// memberAttempts leaves those retries unbounded in effect: after a lull every pooled
+// connection may be stale, each attempt closes one, a fresh one is never idle, so the
+// loop ends with the pool; memberRetry refuses every other failure at the first attempt.
+const memberAttempts = math.MaxInt32
 
 // Write keeps the first write of a request for the next Read when it fits in a buffer;
 // it sends the later ones at once, after what is kept. The first write on a connection
@@ -220,24 +223,26 @@ func (c *memberConn) readStep(fd uintptr) bool {
 }
 
 // stale reports whether the member closed the connection, or spoke unasked, while it
-// was idle: one non-blocking read, of what no request asked for.
+// was idle: one non-blocking read, of what no request asked for. It goes through
+// RawConn.Control, not RawConn.Read: the previous request's read deadline may have
+// passed while the connection sat idle (fasthttp sets the next one after writing), and
+// RawConn.Read would fail on it before reading.
 func (c *memberConn) stale() bool {
 	c.n, c.rerr = 0, nil
-	if err := c.rc.Read(c.checkFn); err != nil {
-		return true
+	if err := c.rc.Control(c.checkFn); err != nil {
+		return true // closed
 	}
 	return c.rerr != syscall.EAGAIN // data, end of stream (n == 0, no error) or an error
 }
 
-func (c *memberConn) checkStep(fd uintptr) bool {
-	var b [1]byte
+func (c *memberConn) checkStep(fd uintptr) {
 	for {
-		n, err := syscall.Read(int(fd), b[:])
+		n, err := syscall.Read(int(fd), c.one[:])
 		if err == syscall.EINTR {
 			continue
 		}
 		c.n, c.rerr = n, err
-		return true
+		return
 	}
 }
 
