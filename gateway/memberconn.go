@@ -56,13 +56,12 @@ type memberConn struct {
 	one      [1]byte // stale's read buffer
 
 	// readFn's arguments and results, in fields so that Read allocates nothing.
-	buf       []byte
-	n         int
-	rerr      error
-	werr      error
-	sent      bool
-	readFirst bool // idle connection: read once right after sending
-	unsent    bool // the write could not finish at once: finish it the ordinary way
+	buf    []byte
+	n      int
+	rerr   error
+	werr   error
+	sent   bool
+	unsent bool // the write could not finish at once: finish it the ordinary way
 }
 
 // pendingMax is the most a memberConn keeps back: one fasthttp write buffer, enough for
@@ -157,7 +156,7 @@ func (c *memberConn) Read(p []byte) (int, error) {
 		}
 		return 0, nil
 	}
-	c.buf, c.n, c.rerr, c.werr, c.sent, c.unsent, c.readFirst = p, 0, nil, nil, false, false, c.idle
+	c.buf, c.n, c.rerr, c.werr, c.sent, c.unsent = p, 0, nil, nil, false, false
 	err := c.rc.Read(c.readFn)
 	c.buf = nil
 	switch {
@@ -202,7 +201,7 @@ func (c *memberConn) readStep(fd uintptr) bool {
 			}
 			c.pending = c.pending[:copy(c.pending, c.pending[n:])]
 		}
-		if !c.readFirst {
+		if !c.idle {
 			return false // sent: wait for readiness instead of reading in vain
 		}
 	}
