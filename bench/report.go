@@ -3,11 +3,12 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"io"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Report is the result of a Run; `-json` prints it as is.

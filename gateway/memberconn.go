@@ -120,13 +120,12 @@ func (c *memberConn) Write(p []byte) (int, error) {
 		if c.idle && c.stale() {
 			return 0, errStaleConn
 		}
-	}
-	if !c.held && len(c.pending) == 0 && len(p) <= cap(c.pending) {
 		c.held = true
-		c.pending = append(c.pending, p...)
-		return len(p), nil
+		if len(c.pending) == 0 && len(p) <= cap(c.pending) {
+			c.pending = append(c.pending, p...)
+			return len(p), nil
+		}
 	}
-	c.held = true
 	if err := c.flush(); err != nil {
 		return 0, err
 	}

@@ -126,8 +126,8 @@ func (c *Cache) Learn(keyHash uint64, num uint32) bool {
 }
 
 // set writes without ristretto's TTL: the value carries the second it was written and
-// Lookup checks it, so ristretto keeps no expiration buckets: a binding takes 238 bytes
-// of heap at 1M sessions instead of 289 (`sessiongate bench -memory`). An expired
+// Lookup checks it, so ristretto keeps no expiration buckets: a binding takes 238-243
+// bytes of heap at 1M sessions instead of 289 (`sessiongate bench -memory`, two runs). An expired
 // binding that is not used again stays until evicted for room; MaxSessions bounds them.
 func (c *Cache) set(keyHash, v uint64) bool {
 	if !c.c.Set(keyHash, v, 1) {
