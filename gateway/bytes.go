@@ -2,7 +2,6 @@ package gateway
 
 // Hot-path byte constants.
 var (
-	strCookie          = []byte("Cookie")
 	strConnection      = []byte("Connection")
 	strLocation        = []byte("Location")
 	strXForwardedFor   = []byte("X-Forwarded-For")
@@ -11,7 +10,17 @@ var (
 	strHTTP            = []byte("http")
 	strHTTPSScheme     = []byte("https")
 	strCommaSpace      = []byte(", ")
+	strHTTP11          = []byte("HTTP/1.1")
+	strSchemeSep       = []byte("://")
 )
+
+// endToEndHeaders are never removed because Connection names them (see endToEnd).
+var endToEndHeaders = [][]byte{
+	[]byte("Content-Length"),
+	[]byte("Transfer-Encoding"),
+	[]byte("Host"),
+	[]byte("Cookie"),
+}
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (and the older ones
 // still seen), removed before forwarding in either direction, after the headers named

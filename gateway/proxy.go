@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -21,6 +22,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.stats.requests.Add(1)
 	req := &ctx.Request
 
+	if err := checkRequest(&req.Header); err != nil {
+		s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, err)
+		return
+	}
 	rawURI := req.Header.RequestURI()
 	g := snap.table.Match(req.Header.Host(), router.PeekPath(rawURI))
 	if g == nil {
@@ -65,9 +70,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// A strict group's session never leaves its member, not even for a retry.
 	replay := snap.retry.MaxRetries > 0 && kept && !(g.Strict() && len(key) > 0)
 
+	hostless := len(req.Header.Host()) == 0 // HTTP/1.0 only (checkRequest)
 	var tried router.Tried
 	for {
 		tried.Add(m)
+		if hostless {
+			req.Header.SetHost(m.Addr) // name the member, as nginx does
+		}
 		err = s.forward(snap, m, req, &ctx.Response)
 		if err == nil {
 			break
@@ -134,16 +143,17 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	st.Inflight.Add(-1)
 	if err != nil {
 		switch k := kindOf(err); {
-		case k == kindBodyTooLarge, k == kindClientBody: // the client's doing
+		case memberFault(err, k):
+			st.Failures.Add(1)
+			s.health.Failure(st, errKindNames[k])
 		case k == kindMemberBusy, errors.Is(err, errStaleConn):
 			// Our pool was full, or every pooled connection tried was one the member had
 			// closed while idle (fasthttp retries those; a streamed body cannot be): the
-			// member did nothing wrong.
+			// member did nothing wrong, but the attempt failed.
 			st.Failures.Add(1)
-		default:
-			st.Failures.Add(1)
-			s.health.Failure(st, errKindNames[k])
 		}
+		// Anything else arose from the client's request or in the gateway before the
+		// member could answer: never the member's failure.
 		return err
 	}
 	if snap.eject5xx[m.Index] && resp.StatusCode() >= 500 {
@@ -189,6 +199,68 @@ func bufferBody(req *fasthttp.Request, limit int) (bool, error) {
 		}
 	}
 	return !req.IsBodyStream(), nil
+}
+
+// checkRequest refuses what fasthttp's parser lets through but no member should be
+// sent: an HTTP version other than 1.x (505; a later 1.x is answered as 1.1, RFC 9110
+// section 2.5), an HTTP/1.1 request without Host (400, RFC 9112 section 3.2), and a
+// Host or absolute-form target with userinfo (400: fasthttp's client would turn it
+// into an Authorization header of the client's choosing). It does not allocate.
+func checkRequest(h *fasthttp.RequestHeader) error {
+	proto := h.Protocol()
+	switch {
+	case string(proto) == "HTTP/1.1", string(proto) == "HTTP/1.0":
+	case len(proto) == 8 && string(proto[:7]) == "HTTP/1.":
+		h.SetProtocolBytes(strHTTP11)
+	default:
+		return errBadVersion
+	}
+	host := h.Host()
+	if len(host) == 0 && !h.IsHTTP11() {
+		return nil // HTTP/1.0 may omit Host; the member gets its own address (forward)
+	}
+	if len(host) == 0 || bytes.IndexByte(host, '@') >= 0 || targetUserinfo(h.RequestURI()) {
+		return errBadHost
+	}
+	return nil
+}
+
+// targetUserinfo reports whether an absolute-form target ("http://u:p@host/...")
+// carries userinfo.
+func targetUserinfo(raw []byte) bool {
+	i := bytes.Index(raw, strSchemeSep)
+	if i < 0 || (len(raw) > 0 && raw[0] == '/') {
+		return false
+	}
+	auth := raw[i+3:]
+	for j, c := range auth {
+		switch c {
+		case '/', '?', '#':
+			auth = auth[:j]
+			return bytes.IndexByte(auth, '@') >= 0
+		}
+	}
+	return bytes.IndexByte(auth, '@') >= 0
+}
+
+// memberFault reports whether a failed attempt is the member's doing and so counts
+// against its passive health: it refused or did not accept the connection, did not
+// answer in time, closed or reset a connection it had accepted the request on, or
+// answered with a head too large or a broken chunked body. Everything else (a body the
+// client stopped sending or made too large, a request fasthttp would not write, our
+// full pool, a pooled connection the member had closed while idle) is not, so that no
+// client can eject a member by what it sends.
+func memberFault(err error, k errKind) bool {
+	switch k {
+	case kindConnect, kindMemberTimeout, kindHeaderTooLarge:
+		return true
+	case kindMemberClosed:
+		return !errors.Is(err, errStaleConn)
+	case kindMemberError:
+		var broken fasthttp.ErrBrokenChunk
+		return errors.As(err, &broken)
+	}
+	return false
 }
 
 // retryable reports whether a failed attempt may go to another member: always when the
@@ -367,7 +439,7 @@ func removeHopHeaders(h header) {
 				tok, conn = conn, nil
 			}
 			tok = trimOWS(tok)
-			if len(tok) > 0 && !equalFoldASCII(tok, strCookie) {
+			if len(tok) > 0 && !endToEnd(tok) {
 				h.DelBytes(tok)
 			}
 		}
@@ -375,6 +447,19 @@ func removeHopHeaders(h header) {
 	for _, name := range hopHeaders {
 		h.DelBytes(name)
 	}
+}
+
+// endToEnd reports whether a header named in Connection must stay all the same: the
+// framing (Content-Length, Transfer-Encoding: dropping them leaves a body the member
+// request cannot carry), Host (the member's routing and X-Forwarded-Host) and Cookie
+// (the session). HAProxy and nginx keep them too.
+func endToEnd(name []byte) bool {
+	for _, h := range endToEndHeaders {
+		if equalFoldASCII(name, h) {
+			return true
+		}
+	}
+	return false
 }
 
 func indexComma(b []byte) int {
@@ -426,18 +511,22 @@ const (
 	kindMemberBusy
 	kindMemberError
 	kindClientBody
+	kindBadVersion
 	numErrKinds
 )
 
 var errKindNames = [numErrKinds]string{
 	"", "no_group", "no_member", "body_too_large", "header_too_large", "bad_request",
 	"client_timeout", "connect", "member_timeout", "member_closed", "member_busy", "member_error", "client_body",
+	"bad_version",
 }
 
 // Sentinel errors of the request path; preallocated so that failing costs no allocation.
 var (
 	errNoGroup      = errors.New("gateway: no target group for host and path")
 	errNoMember     = errors.New("gateway: no usable member in group")
+	errBadVersion   = errors.New("gateway: HTTP version not supported")
+	errBadHost      = errors.New("gateway: Host missing, or with userinfo")
 	errBodyTooLarge = errors.New("gateway: request body larger than server.max_body_bytes")
 	// errClientBody is a request body the client stopped sending before its end.
 	errClientBody = errors.New("gateway: request body incomplete: the client stopped sending")
@@ -459,6 +548,10 @@ func kindOf(err error) errKind {
 		return kindBodyTooLarge
 	case err == errClientBody:
 		return kindClientBody
+	case err == errBadHost:
+		return kindBadRequest
+	case err == errBadVersion:
+		return kindBadVersion
 	case errors.As(err, &small):
 		return kindHeaderTooLarge
 	case errors.Is(err, fasthttp.ErrDialTimeout):
@@ -493,6 +586,8 @@ func statusOf(k errKind) int {
 		return fasthttp.StatusRequestTimeout
 	case kindMemberTimeout:
 		return fasthttp.StatusGatewayTimeout
+	case kindBadVersion:
+		return fasthttp.StatusHTTPVersionNotSupported
 	}
 	return fasthttp.StatusBadGateway
 }
@@ -507,6 +602,7 @@ var statusBodies = map[int][]byte{
 	fasthttp.StatusBadGateway:                  []byte("502 Bad Gateway\n"),
 	fasthttp.StatusServiceUnavailable:          []byte("503 Service Unavailable\n"),
 	fasthttp.StatusGatewayTimeout:              []byte("504 Gateway Timeout\n"),
+	fasthttp.StatusHTTPVersionNotSupported:     []byte("505 HTTP Version Not Supported\n"),
 }
 
 var strTextPlain = []byte("text/plain; charset=utf-8")
@@ -518,7 +614,7 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time,
 	s.stats.errors[k].Add(1)
 	status := statusOf(k)
 	writeError(ctx, status)
-	if k == kindBodyTooLarge || k == kindClientBody {
+	if k == kindBodyTooLarge || k == kindClientBody || k == kindBadVersion || k == kindBadRequest {
 		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}
 	s.logAccess(ctx, snap, start, g, m, outcome, status, err)
