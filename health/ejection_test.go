@@ -56,14 +56,26 @@ func TestEjectionEndsAfterRemoveAndReadd(t *testing.T) {
 	c := New(zerolog.New(io.Discard), time.Minute)
 	defer c.Stop()
 	peers := groupStates("n1", "n2")
-	p := Passive{Failures: 1, Ejection: 100 * time.Millisecond, MaxEjection: time.Second}
+	// The ejection is long enough that it cannot end on its own timer before the
+	// remove: it must be the re-added member's timer that ends it.
+	p := Passive{Failures: 1, Ejection: time.Second, MaxEjection: 2 * time.Second}
 	both := []Target{
 		{Group: "g", Member: "n1", Addr: "127.0.0.1:1", State: peers[0], Peers: peers, Passive: p},
 		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
 	}
 	c.Update(both)
 	c.Failure(peers[0], "connect")
+	if !peers[0].Ejected() {
+		t.Fatalf("n1 Ejected() after Failure with Passive.Failures %d = false, want true", p.Failures)
+	}
+	if got := c.Counts("n1").Ejected; got != 1 {
+		t.Fatalf("Counts(%q).Ejected after the failure = %d, want 1", "n1", got)
+	}
 	c.Update(both[1:])
 	c.Update(both)
+	if !peers[0].Ejected() {
+		t.Fatal("n1 Ejected() right after remove+re-add = false, want true (the ejection runs its course)")
+	}
 	waitFor(t, "n1 still ejected after remove+re-add", func() bool { return !peers[0].Ejected() })
+	waitFor(t, "the end of n1's ejection counted in Counts(n1).Up", func() bool { return c.Counts("n1").Up == 1 })
 }

@@ -2,9 +2,11 @@ package router
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -544,36 +546,171 @@ func TestRendezvousDistribution(t *testing.T) {
 	}
 }
 
+// setPickState sets one member's state in TestPickConcurrent: 0 up, 1 down,
+// 2 draining, 3 in maintenance.
+func setPickState(st *MemberState, s int) {
+	st.SetHealthy(s != 1)
+	switch s {
+	case 2:
+		st.SetAdmin(AdminDrain)
+	case 3:
+		st.SetAdmin(AdminMaint)
+	default:
+		st.SetAdmin(AdminReady)
+	}
+}
+
+var pickStateNames = [4]string{"up", "down", "drain", "maint"}
+
+// TestPickConcurrent runs Pick from several goroutines while another flips the health
+// and admin state of m2 and m3 (run it under -race). m1 stays up and m4 stays down, so
+// some answers never depend on timing. The flipper publishes each state it sets under
+// a sequence number, so a Pick that no flip overlapped must give a member usable in
+// that state, and for a key exactly the answer that state gives without concurrency:
+// the same in every goroutine.
 func TestPickConcurrent(t *testing.T) {
-	// Run under -race: Pick reads member state while the health checker and the operator
-	// write it.
-	f := newPickFixture(t, true, BalanceRoundRobin, 1, 2, 1)
-	lr := newPickFixture(t, true, BalanceLeastRequests, 1, 2, 1)
+	f := newPickFixture(t, true, BalanceRoundRobin, 1, 2, 1, 1)
+	lr := newPickFixture(t, true, BalanceLeastRequests, 1, 2, 1, 1)
+	f.down("m4")
+	lr.down("m4")
+	const (
+		routed  = wsID + ":clone1"        // always m1, route
+		learned = tomcatID + "-m1"        // always m1, learned
+		learnM2 = tomcatID + "-m2"        // m2 while it serves bound sessions, else moved
+		ws2then = wsID + ":clone2:clone1" // m2 while it serves bound sessions, else m1
+	)
+	f.learn(learned, "m1")
+	f.learn(learnM2, "m2")
+	keys := [][]byte{[]byte(routed), []byte(learned), []byte(learnM2), []byte(ws2then),
+		[]byte(wsID + ":clone4"), []byte(wsID + ":clone3:clone2"), []byte(tomcatID + ".clone3"), []byte(wsID + ":clone9")}
+	for i := range 56 {
+		keys = append(keys, testKey(i))
+	}
+	const states = 16 // 4 states of m2 times 4 of m3
+	flip := func(x *pickFixture, s int) {
+		setPickState(x.m("m2").State, s%4)
+		setPickState(x.m("m3").State, s/4)
+	}
+	stateName := func(s int) string { return "m2 " + pickStateNames[s%4] + ", m3 " + pickStateNames[s/4] }
+
+	type answer struct {
+		m *Member
+		o Outcome
+	}
+	var (
+		want                   [states][]answer // by key, computed without concurrency
+		usableNew, usableBound [states][4]bool  // by member index
+	)
+	// check reports whether m, o is a valid answer of x.g.Pick for keys[k] (k < 0: no
+	// key); s is the state if no flip overlapped the Pick, else -1.
+	check := func(x *pickFixture, k int, m *Member, o Outcome, s int) bool {
+		t.Helper()
+		var key []byte
+		if k >= 0 {
+			key = keys[k]
+		}
+		pick := "Pick"
+		if x == lr {
+			pick = "Pick (least_requests)"
+		}
+		i := slices.Index(x.g.Members, m)
+		switch {
+		case i < 0:
+			t.Errorf("%s(%q) = %s, %v; want a member of the group (m1 is always up)", pick, key, memberID(m), o)
+		case m.ID == "m4":
+			t.Errorf("%s(%q) = m4, %v; want a member other than m4 (down)", pick, key, o)
+		case string(key) == routed && (m.ID != "m1" || o != OutcomeRoute):
+			t.Errorf("%s(%q) = %s, %v; want m1, route", pick, key, m.ID, o)
+		case string(key) == learned && (m.ID != "m1" || o != OutcomeLearned):
+			t.Errorf("%s(%q) = %s, %v; want m1, learned", pick, key, m.ID, o)
+		case s < 0:
+			return true
+		case (o == OutcomeHash || o == OutcomeBalanced) && !usableNew[s][i]:
+			t.Errorf("%s(%q) = %s, %v with %s; want a member that takes new sessions", pick, key, m.ID, o, stateName(s))
+		case !usableBound[s][i]:
+			t.Errorf("%s(%q) = %s, %v with %s; want a member that serves bound sessions", pick, key, m.ID, o, stateName(s))
+		case k >= 0 && (m != want[s][k].m || o != want[s][k].o):
+			t.Errorf("%s(%q) = %s, %v with %s; want %s, %v as without concurrency",
+				pick, key, m.ID, o, stateName(s), memberID(want[s][k].m), want[s][k].o)
+		default:
+			return true
+		}
+		return false
+	}
+	for s := range states {
+		flip(f, s)
+		for i, m := range f.g.Members {
+			usableNew[s][i], usableBound[s][i] = m.State.UsableNew(), m.State.UsableBound()
+		}
+		for k, key := range keys {
+			m, o := f.g.Pick(key, HashKey(key))
+			want[s] = append(want[s], answer{m, o})
+			check(f, k, m, o, s)
+		}
+	}
+	flip(f, 0)
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	var (
+		seq     atomic.Uint64 // odd while the flipper changes states
+		cur     atomic.Int64  // the state set before seq last became even
+		stop    atomic.Bool   // the flipper is done or a picker failed
+		picks   atomic.Int64
+		checked atomic.Int64 // picks that no flip overlapped
+	)
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
-			for i := range 2000 {
-				key := testKey(i + w)
-				if i%3 == 0 {
-					key = []byte(wsID + ":clone1:clone2")
+			for i := 0; !stop.Load(); i++ {
+				k := (i + w*17) % len(keys)
+				key := keys[k]
+				picks.Add(1)
+				before := seq.Load()
+				s := int(cur.Load())
+				m, o := f.g.Pick(key, HashKey(key))
+				mb, ob := f.g.Pick(nil, 0)
+				ml, ol := lr.g.Pick(nil, 0)
+				if ml != nil {
+					ml.State.Inflight.Add(1)
 				}
-				f.g.Pick(key, HashKey(key))
-				f.g.Pick(nil, 0)
-				m, _ := lr.g.Pick(nil, 0)
-				if m != nil {
-					m.State.Inflight.Add(1)
-					m.State.Inflight.Add(-1)
+				if seq.Load() != before || before%2 == 1 {
+					s = -1
+				} else {
+					checked.Add(1)
+				}
+				ok := check(f, k, m, o, s) && check(f, -1, mb, ob, s) && check(lr, -1, ml, ol, s)
+				if ml != nil {
+					ml.State.Inflight.Add(-1)
+				}
+				if !ok {
+					stop.Store(true)
+					return
 				}
 			}
 		})
 	}
 	wg.Go(func() {
-		for i := range 2000 {
-			f.g.Members[i%3].State.SetHealthy(i%2 == 0)
-			f.g.Members[(i+1)%3].State.SetAdmin(Admin(i % 3))
+		defer stop.Store(true)
+		for i := 1; i <= 20*states && !stop.Load(); i++ {
+			s := i * 7 % states // every state, in an order that changes both members
+			seq.Add(1)
+			cur.Store(int64(s))
+			flip(f, s)
+			flip(lr, s)
+			seq.Add(1)
+			// Let the pickers go through about every key in this state before the next
+			// flip; the picks that a flip overlaps are checked for what holds in any state.
+			for n := picks.Load() + int64(len(keys)); picks.Load() < n && !stop.Load(); {
+				runtime.Gosched()
+			}
 		}
 	})
 	wg.Wait()
+	if checked.Load() == 0 {
+		t.Errorf("no Pick ran between two flips: no exact answer was checked")
+	}
 }
 
 func TestOutcomeString(t *testing.T) {
