@@ -6,7 +6,7 @@
 // the one it is bound to is a sticky violation.
 //
 // It owns load generation, latency histograms and the report. It must not reach into
-// the gateway's internals: it builds a gateway.Config, or a configuration file for a
+// the gateway's internals: it builds a config.Config, or a configuration file for a
 // child process, like any user would. Run is the entry point; the command only parses
 // flags and prints the Report.
 //

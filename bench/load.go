@@ -16,6 +16,8 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fasthttp"
+
+	"github.com/sessiongate/sessiongate/internal/demo"
 )
 
 type kind uint8
@@ -46,7 +48,7 @@ func sessionCookie(key string) []byte {
 // newSessions builds n sessions in the mix. With only >= 0 every routed key names
 // member only and learned and hashed sessions are expected there (the direct phase);
 // otherwise routed keys spread over all members.
-func newSessions(n int, mix Mix, members []*member, only int) []*session {
+func newSessions(n int, mix Mix, members []*demo.Member, only int) []*session {
 	total := mix.WebSphere + mix.Tomcat + mix.Learned + mix.Hashed
 	bounds := [4]float64{mix.WebSphere / total, (mix.WebSphere + mix.Tomcat) / total, (mix.WebSphere + mix.Tomcat + mix.Learned) / total, 1}
 	out := make([]*session, n)
@@ -68,15 +70,15 @@ func newSessions(n int, mix Mix, members []*member, only int) []*session {
 		s := &session{kind: k, bound: -1}
 		switch k {
 		case kindWebSphere:
-			key := "0000" + hex.EncodeToString(buf[:])[:23] + ":" + members[m].route
+			key := "0000" + hex.EncodeToString(buf[:])[:23] + ":" + members[m].Route
 			for j := 1; j < len(members) && j < 3; j++ {
-				key += ":" + members[(m+j)%len(members)].route
+				key += ":" + members[(m+j)%len(members)].Route
 			}
 			s.cookie, s.bound = sessionCookie(key), m
 		case kindTomcat:
-			s.cookie, s.bound = sessionCookie(hex.EncodeToString(buf[:])+"."+members[m].route), m
+			s.cookie, s.bound = sessionCookie(hex.EncodeToString(buf[:])+"."+members[m].Route), m
 		case kindHashed:
-			s.cookie = sessionCookie(string(clientPrefix) + hex.EncodeToString(buf[:]))
+			s.cookie = sessionCookie(string(demo.ClientPrefix) + hex.EncodeToString(buf[:]))
 			if only >= 0 {
 				s.bound = only
 			}
@@ -94,7 +96,7 @@ func newSessions(n int, mix Mix, members []*member, only int) []*session {
 type load struct {
 	opts     Options
 	addr     string
-	members  []*member
+	members  []*demo.Member
 	sessions []*session
 	name     string
 
@@ -281,7 +283,7 @@ func (l *load) worker(hc *fasthttp.HostClient, sessions []*session, next time.Ti
 		}
 		got := -1
 		if bad == "" {
-			if got = l.memberIndex(resp.Header.Peek(headerMember)); got < 0 {
+			if got = l.memberIndex(resp.Header.Peek(demo.HeaderMember)); got < 0 {
 				bad = "no_member_id"
 			}
 		}
@@ -315,7 +317,7 @@ func (l *load) worker(hc *fasthttp.HostClient, sessions []*session, next time.Ti
 
 func (l *load) memberIndex(id []byte) int {
 	for i, m := range l.members {
-		if string(id) == m.id {
+		if string(id) == m.ID {
 			return i
 		}
 	}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/gateway"
+	"github.com/sessiongate/sessiongate/internal/demo"
 )
 
 // proxy is a running proxy under test: the gateway or a peer.
@@ -24,36 +26,36 @@ type proxy struct {
 
 // gatewayConfig is the gateway configuration of the bench: one group on "/", the
 // members at addrs with routes n1..nN, active checks off, access log off.
-func gatewayConfig(listen string, reusePort bool, members []*member, addrs []string) *gateway.Config {
-	cfg := gateway.DefaultConfig()
+func gatewayConfig(listen string, reusePort bool, members []*demo.Member, addrs []string) *config.Config {
+	cfg := config.Default()
 	cfg.Listen = listen
 	cfg.ReusePort = reusePort
 	cfg.Admin.Listen = ""
 	cfg.Log.Access = false
 	cfg.Log.Level = "warn"
 	cfg.ShutdownTimeout = 5 * time.Second
-	g := gateway.NewGroupConfig("bench", "/")
+	g := config.NewGroup("bench", "/")
 	for i, m := range members {
-		mc := gateway.NewMemberConfig(m.id, addrs[i])
-		mc.Route = m.route
+		mc := config.NewMember(m.ID, addrs[i])
+		mc.Route = m.Route
 		g.Members = append(g.Members, mc)
 	}
-	cfg.TargetGroups = []gateway.GroupConfig{g}
+	cfg.TargetGroups = []config.Group{g}
 	return &cfg
 }
 
 // gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`.
-func gatewayYAML(listen string, reusePort bool, members []*member, addrs []string) []byte {
+func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "listen: %q\nreuseport: %t\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", listen, reusePort)
 	fmt.Fprintf(&b, "target_groups:\n  - name: bench\n    path_prefix: /\n    members:\n")
 	for i, m := range members {
-		fmt.Fprintf(&b, "      - id: %s\n        address: %q\n        route: %s\n", m.id, addrs[i], m.route)
+		fmt.Fprintf(&b, "      - id: %s\n        address: %q\n        route: %s\n", m.ID, addrs[i], m.Route)
 	}
 	return b.Bytes()
 }
 
-func startGateway(o Options, members []*member, addrs []string) (*proxy, error) {
+func startGateway(o Options, members []*demo.Member, addrs []string) (*proxy, error) {
 	if o.Mode == ModeChild {
 		return startGatewayChild(o, members, addrs)
 	}
@@ -74,7 +76,7 @@ func startGateway(o Options, members []*member, addrs []string) (*proxy, error) 
 	}}, nil
 }
 
-func startGatewayChild(o Options, members []*member, addrs []string) (*proxy, error) {
+func startGatewayChild(o Options, members []*demo.Member, addrs []string) (*proxy, error) {
 	dir, err := os.MkdirTemp("", "sessiongate-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -85,7 +87,7 @@ func startGatewayChild(o Options, members []*member, addrs []string) (*proxy, er
 		return nil, err
 	}
 	yml := gatewayYAML(addr, o.ReusePort, members, addrs)
-	if _, err := gateway.ParseConfig(yml); err != nil {
+	if _, err := config.Parse(yml); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("bench: generated gateway config: %w", err)
 	}
@@ -171,7 +173,7 @@ func freeAddr() (string, error) {
 
 // startPeer starts HAProxy or NGINX in front of the members. When the binary is not
 // installed it returns a nil proxy and a note saying so.
-func startPeer(name string, o Options, members []*member, addrs []string) (*proxy, string, error) {
+func startPeer(name string, o Options, members []*demo.Member, addrs []string) (*proxy, string, error) {
 	bin, err := exec.LookPath(name)
 	if err != nil {
 		return nil, name + ": not installed (not on PATH), skipped", nil
@@ -218,7 +220,7 @@ func startPeer(name string, o Options, members []*member, addrs []string) (*prox
 // issued them (stick store-response on the Set-Cookie) or first served them (stick on
 // the request cookie). `cookie JSESSIONID prefix` would not read the routes the
 // members write themselves, so it is not used.
-func haproxyConfig(listen string, members []*member, addrs []string) []byte {
+func haproxyConfig(listen string, members []*demo.Member, addrs []string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `global
     maxconn 4096
@@ -239,19 +241,19 @@ backend bench
     stick-table type string len 64 size 1m expire 30m
 `, listen)
 	for _, m := range members {
-		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m reg ^0000[^:]*:%s(:|$) }\n", m.id, m.route)
-		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m end .%s }\n", m.id, m.route)
+		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m reg ^0000[^:]*:%s(:|$) }\n", m.ID, m.Route)
+		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m end .%s }\n", m.ID, m.Route)
 	}
 	b.WriteString("    stick on req.cook(JSESSIONID)\n    stick store-response res.cook(JSESSIONID)\n")
 	for i, m := range members {
-		fmt.Fprintf(&b, "    server %s %s\n", m.id, addrs[i])
+		fmt.Fprintf(&b, "    server %s %s\n", m.ID, addrs[i])
 	}
 	return b.Bytes()
 }
 
 // nginxConfig picks an upstream per route with a map of regexes on $cookie_JSESSIONID
 // and falls back to consistent hashing of the cookie.
-func nginxConfig(listen, dir string, members []*member, addrs []string) []byte {
+func nginxConfig(listen, dir string, members []*demo.Member, addrs []string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `daemon off;
 master_process off;
@@ -270,12 +272,12 @@ http {
         default sg_hash;
 `, dir)
 	for _, m := range members {
-		fmt.Fprintf(&b, "        \"~^0000[^:]*:%s(:|$)\" sg_%s;\n", m.route, m.id)
-		fmt.Fprintf(&b, "        \"~\\.%s$\" sg_%s;\n", m.route, m.id)
+		fmt.Fprintf(&b, "        \"~^0000[^:]*:%s(:|$)\" sg_%s;\n", m.Route, m.ID)
+		fmt.Fprintf(&b, "        \"~\\.%s$\" sg_%s;\n", m.Route, m.ID)
 	}
 	b.WriteString("    }\n")
 	for i, m := range members {
-		fmt.Fprintf(&b, "    upstream sg_%s { server %s; keepalive 64; }\n", m.id, addrs[i])
+		fmt.Fprintf(&b, "    upstream sg_%s { server %s; keepalive 64; }\n", m.ID, addrs[i])
 	}
 	b.WriteString("    upstream sg_hash {\n        hash $cookie_JSESSIONID consistent;\n")
 	for i := range members {

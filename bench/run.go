@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sessiongate/sessiongate/internal/demo"
 )
 
 // Run measures, in this order and in the same run: direct to one member, the gateway,
@@ -29,13 +31,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel()},
 	}
 	defer r.computeRatios()
-	members := make([]*member, o.Members)
+	members := make([]*demo.Member, o.Members)
 	for i := range members {
-		m, err := startMember(fmt.Sprintf("n%d", i+1))
+		m, err := demo.Start(demo.Options{ID: fmt.Sprintf("n%d", i+1), IDs: demo.Plain})
 		if err != nil {
 			return nil, err
 		}
-		defer m.close()
+		defer m.Close()
 		members[i] = m
 	}
 	// The address each proxy is configured with for member i: rotated when swapped.
@@ -45,7 +47,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if o.SwapMembers {
 			j = (i + 1) % len(members)
 		}
-		addrs[i] = members[j].addr()
+		addrs[i] = members[j].Addr()
 	}
 	if o.Mode == ModeInProcess {
 		r.Notes = append(r.Notes, "in-process: CPU/req* and allocs/req* are the whole bench process (load generator, members and gateway); the gateway's own share is the difference to direct")
@@ -60,14 +62,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 }
 
 // runRound measures each path once, merging its phase into r's phase of that path.
-func runRound(ctx context.Context, o Options, r *Report, round int, members []*member, addrs []string) error {
+func runRound(ctx context.Context, o Options, r *Report, round int, members []*demo.Member, addrs []string) error {
 	note := func(s string) {
 		if round == 0 {
 			r.Notes = append(r.Notes, s)
 		}
 	}
 	// Direct: every session bound to the first member.
-	ph, err := measure(ctx, o, "direct", members[0].addr(), members, newSessions(o.Sessions, o.Mix, members, 0), inProcessProbe())
+	ph, err := measure(ctx, o, "direct", members[0].Addr(), members, newSessions(o.Sessions, o.Mix, members, 0), inProcessProbe())
 	r.add(ph)
 	if err != nil {
 		return err
@@ -131,10 +133,10 @@ func (r *Report) add(ph Phase) {
 }
 
 // measure runs one phase and reads the probe around its measured part.
-func measure(ctx context.Context, o Options, name, addr string, members []*member, sessions []*session, probe *probe) (Phase, error) {
+func measure(ctx context.Context, o Options, name, addr string, members []*demo.Member, sessions []*session, probe *probe) (Phase, error) {
 	foreign0 := int64(0)
 	for _, m := range members {
-		foreign0 += m.foreign.Load()
+		foreign0 += m.Foreign()
 	}
 	l := &load{opts: o, addr: addr, members: members, sessions: sessions, name: name}
 	var cpu0 time.Duration
@@ -164,7 +166,7 @@ func measure(ctx context.Context, o Options, name, addr string, members []*membe
 		}
 	})
 	for _, m := range members {
-		ph.MemberForeign += m.foreign.Load()
+		ph.MemberForeign += m.Foreign()
 	}
 	ph.MemberForeign -= foreign0
 	if ph.Requests > 0 {

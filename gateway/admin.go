@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/pprofhandler"
@@ -30,7 +31,7 @@ import (
 // 401 without it. The token is never logged.
 
 // loadToken returns the admin token from admin.token or admin.token_file.
-func loadToken(cfg AdminConfig) (string, error) {
+func loadToken(cfg config.Admin) (string, error) {
 	if cfg.TokenFile == "" {
 		return cfg.Token, nil
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 )
 
@@ -135,10 +136,10 @@ func TestAdminTokenFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("  from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := loadToken(AdminConfig{TokenFile: path}); err != nil || tok != "from-file" {
+	if tok, err := loadToken(config.Admin{TokenFile: path}); err != nil || tok != "from-file" {
 		t.Fatalf("loadToken = %q, %v; want from-file", tok, err)
 	}
-	if _, err := loadToken(AdminConfig{TokenFile: path + ".missing"}); err == nil || !strings.Contains(err.Error(), "admin.token_file") {
+	if _, err := loadToken(config.Admin{TokenFile: path + ".missing"}); err == nil || !strings.Contains(err.Error(), "admin.token_file") {
 		t.Fatalf("loadToken(missing file) = %v, want an error naming admin.token_file", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -40,9 +41,9 @@ func TestAllocsPrepareRequest(t *testing.T) {
 
 // TestAllocsIssuedKey guards reading the session a member issued from its response.
 func TestAllocsIssuedKey(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Admin.Listen = ""
-	cfg.TargetGroups = []GroupConfig{NewGroupConfig("g", "/", NewMemberConfig("Node1", "127.0.0.1:1"))}
+	cfg.TargetGroups = []config.Group{config.NewGroup("g", "/", config.NewMember("Node1", "127.0.0.1:1"))}
 	s, err := New(&cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

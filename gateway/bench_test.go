@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -29,12 +30,12 @@ func BenchmarkProxy(b *testing.B) {
 	go member.Serve(ln) //nolint:errcheck // ends with Shutdown
 	defer member.Shutdown()
 
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = ""
 	cfg.Log.Access = false
-	never := NewMemberConfig("Node2", "127.0.0.1:1") // never chosen: the key names Node1
-	cfg.TargetGroups = []GroupConfig{NewGroupConfig("FBDevTargetGroup", "/fb", NewMemberConfig("Node1", ln.Addr().String()), never)}
+	never := config.NewMember("Node2", "127.0.0.1:1") // never chosen: the key names Node1
+	cfg.TargetGroups = []config.Group{config.NewGroup("FBDevTargetGroup", "/fb", config.NewMember("Node1", ln.Addr().String()), never)}
 	s, err := New(&cfg, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/internal/demo"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
@@ -118,7 +120,7 @@ func hex32() string {
 }
 
 // webSphereKey is a WebSphere session id whose clone list is routes.
-func webSphereKey(routes string) string { return newWebSphereID() + ":" + routes }
+func webSphereKey(routes string) string { return demo.NewWebSphereID() + ":" + routes }
 
 // survivorTable is an independent routing table of the group's members other than
 // gone, for predicting where rendezvous hashing moves a key.
@@ -156,7 +158,7 @@ func TestFailoverKillUnderLoad(t *testing.T) {
 	ids := []string{"m1", "m2", "m3"}
 	const dead = "m2"
 	members := map[string]*killableMember{}
-	var mcs []MemberConfig
+	var mcs []config.Member
 	for _, id := range ids {
 		members[id] = startKillableMember(t, issuingMember(id))
 		mcs = append(mcs, gwMember(id, members[id].addr()))
@@ -423,7 +425,7 @@ func TestFailoverPOSTReplay(t *testing.T) {
 
 	t.Run("streamed past buffer_body_bytes", func(t *testing.T) {
 		s, addr := start(t, 1<<20)
-		big := make([]byte, 3*DefaultConfig().Server.BufferBodyBytes)
+		big := make([]byte, 3*config.Default().Server.BufferBodyBytes)
 		rand.Read(big)
 		resp, got := post(t, addr, big)
 		if resp.StatusCode != http.StatusBadGateway {
@@ -445,15 +447,15 @@ func TestFailoverDeterministic(t *testing.T) {
 	for _, id := range ids {
 		addrs[id] = startFastMember(t, idMember(id))
 	}
-	config := func() *Config {
-		var mcs []MemberConfig
+	mkConfig := func() *config.Config {
+		var mcs []config.Member
 		for _, id := range ids {
 			mcs = append(mcs, gwMember(id, addrs[id]))
 		}
 		return gwConfig(gwGroup("app", "/", mcs...))
 	}
-	s1, addr1 := startGateway(t, config(), zerolog.Nop())
-	s2, addr2 := startGateway(t, config(), zerolog.Nop())
+	s1, addr1 := startGateway(t, mkConfig(), zerolog.Nop())
+	s2, addr2 := startGateway(t, mkConfig(), zerolog.Nop())
 	setDown(t, s1, dead)
 	setDown(t, s2, dead)
 	g1, g2 := s1.Table().Groups[0], s2.Table().Groups[0]
@@ -599,7 +601,7 @@ func TestFailoverDrain(t *testing.T) {
 }
 
 func TestFailoverStrict(t *testing.T) {
-	group := func(name string, strict, switchBack bool) GroupConfig {
+	group := func(name string, strict, switchBack bool) config.Group {
 		g := gwGroup(name, "/"+name,
 			routed(gwMember(name+"A", startFastMember(t, idMember(name+"A"))), "A"),
 			routed(gwMember(name+"B", startFastMember(t, idMember(name+"B"))), "B"))
@@ -665,7 +667,7 @@ func failingMember(id string, served *atomic.Int64) fasthttp.RequestHandler {
 
 func TestFailoverPassiveEjection(t *testing.T) {
 	var aServed, soloServed atomic.Int64
-	passive := func(g GroupConfig) GroupConfig {
+	passive := func(g config.Group) config.Group {
 		g.Passive.Eject5xx = true
 		g.Passive.ConsecutiveFailures = 3
 		return g

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
@@ -54,9 +55,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// gwConfig is DefaultConfig on loopback, admin off, with the given groups.
-func gwConfig(groups ...GroupConfig) *Config {
-	cfg := DefaultConfig()
+// gwConfig is config.Default on loopback, admin off, with the given groups.
+func gwConfig(groups ...config.Group) *config.Config {
+	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = ""
 	cfg.TargetGroups = groups
@@ -64,18 +65,18 @@ func gwConfig(groups ...GroupConfig) *Config {
 }
 
 // gwGroup is a group without active health checks.
-func gwGroup(name, prefix string, members ...MemberConfig) GroupConfig {
-	return NewGroupConfig(name, prefix, members...)
+func gwGroup(name, prefix string, members ...config.Member) config.Group {
+	return config.NewGroup(name, prefix, members...)
 }
 
 // gwMember is a member whose route id is its id.
-func gwMember(id, addr string) MemberConfig {
-	return NewMemberConfig(id, addr)
+func gwMember(id, addr string) config.Member {
+	return config.NewMember(id, addr)
 }
 
 // startGateway builds, listens and serves cfg; it returns the server and its client
 // address. Cleanup shuts it down and checks that Serve returned.
-func startGateway(t *testing.T, cfg *Config, log zerolog.Logger) (*Server, string) {
+func startGateway(t *testing.T, cfg *config.Config, log zerolog.Logger) (*Server, string) {
 	t.Helper()
 	s, err := New(cfg, log)
 	if err != nil {

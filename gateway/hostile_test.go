@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
@@ -252,14 +253,14 @@ func FuzzRequest(f *testing.F) {
 	f.Add([]byte("GET /fb/x HTTP/1.1\r\nHost: app\r\n\r\nGET /fb/y HTTP/1.1\r\nHost: app\r\n\r\n"))
 	f.Add([]byte("POST /fb/x HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: app\r\n\r\n"))
 	var served1, served2 atomic.Int64
-	g := NewGroupConfig("g", "/", NewMemberConfig("n1", fuzzMember(f, echoMember("n1", &served1))),
-		NewMemberConfig("n2", fuzzMember(f, echoMember("n2", &served2))))
+	g := config.NewGroup("g", "/", config.NewMember("n1", fuzzMember(f, echoMember("n1", &served1))),
+		config.NewMember("n2", fuzzMember(f, echoMember("n2", &served2))))
 	g.Passive.ConsecutiveFailures = 1
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin.Listen = ""
 	cfg.Server.ReadTimeout = 2 * time.Second
-	cfg.TargetGroups = []GroupConfig{g}
+	cfg.TargetGroups = []config.Group{g}
 	s, err := New(&cfg, zerolog.Nop())
 	if err != nil {
 		f.Fatal(err)

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
 
 // NewLogger builds the process logger from log.level and log.format, writing to w. The
 // level is zerolog's process-wide one, so that the admin API and reloads can change it.
-func NewLogger(cfg LogConfig, w io.Writer) (zerolog.Logger, error) {
+func NewLogger(cfg config.Log, w io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(cfg.Level)
 	if err != nil || cfg.Level == "" {
 		return zerolog.Nop(), fmt.Errorf("gateway: log.level: %q: want debug, info, warn or error", cfg.Level)

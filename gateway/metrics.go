@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/health"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
@@ -66,12 +67,12 @@ type reloadStats struct {
 // configHash is a short fingerprint of cfg, to tell which configuration each gateway
 // runs: the first 16 hex digits of the SHA-256 of its JSON form. The admin token is
 // left out, so that the fingerprint does not help guessing it.
-func configHash(cfg *Config) string {
+func configHash(cfg *config.Config) string {
 	c := *cfg
 	c.Admin.Token = ""
 	b, err := json.Marshal(&c)
 	if err != nil {
-		panic("BUG: gateway: Config does not encode as JSON: " + err.Error())
+		panic("BUG: gateway: config.Config does not encode as JSON: " + err.Error())
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])

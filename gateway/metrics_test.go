@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
@@ -435,7 +436,7 @@ func TestMetricsHealthChecks(t *testing.T) {
 		}
 	})
 	g := gwGroup("hc", "/", gwMember("HC1", addr))
-	g.HealthCheck = HealthCheckConfig{
+	g.HealthCheck = config.HealthCheck{
 		Path: "/health", Interval: 100 * time.Millisecond, UnhealthyInterval: 100 * time.Millisecond,
 		Timeout: 90 * time.Millisecond, HealthyThreshold: 1, UnhealthyThreshold: 1,
 		ExpectedStatus: "200-399", Start: "unhealthy",

@@ -6,14 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,6 +20,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/internal/demo"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
@@ -38,13 +37,13 @@ func sessionCookie(resp *http.Response) string {
 }
 
 // startDemoMembers starts demo members (id, clone) and stops them at cleanup.
-func startDemoMembers(t *testing.T, idClone ...string) []*DemoMember {
+func startDemoMembers(t *testing.T, idClone ...string) []*demo.Member {
 	t.Helper()
-	var ms []*DemoMember
+	var ms []*demo.Member
 	for i := 0; i+1 < len(idClone); i += 2 {
-		m, err := StartDemoMember(idClone[i], idClone[i+1], "127.0.0.1:0")
+		m, err := demo.Start(demo.Options{ID: idClone[i], Route: idClone[i+1], HealthPath: "/fb/healthcheck"})
 		if err != nil {
-			t.Fatalf("StartDemoMember(%q): %v", idClone[i], err)
+			t.Fatalf("demo.Start(%q): %v", idClone[i], err)
 		}
 		t.Cleanup(func() { m.Close() })
 		ms = append(ms, m)
@@ -57,8 +56,8 @@ var webSphereCookie = regexp.MustCompile(`^0000[A-Za-z0-9_-]{23}:(Node1|Node2)$`
 func TestProxyWebSphereRoutes(t *testing.T) {
 	dm := startDemoMembers(t, "m1", "Node1", "m2", "Node2")
 	cfg := gwConfig(gwGroup("fb", "/fb",
-		routed(NewMemberConfig("m1", dm[0].Addr()), "Node1"),
-		routed(NewMemberConfig("m2", dm[1].Addr()), "Node2")))
+		routed(config.NewMember("m1", dm[0].Addr()), "Node1"),
+		routed(config.NewMember("m2", dm[1].Addr()), "Node2")))
 	s, addr := startGateway(t, cfg, zerolog.Nop())
 	c := newHTTPClient(t)
 	url := "http://" + addr + "/fb/app"
@@ -142,10 +141,10 @@ var tomcatCookie = regexp.MustCompile(`^[0-9A-F]{32}\.(jvm[123])$`)
 func TestProxyTomcatRoutes(t *testing.T) {
 	for _, format := range []string{"tomcat", "auto"} {
 		t.Run(format, func(t *testing.T) {
-			var members []MemberConfig
+			var members []config.Member
 			for i := 1; i <= 3; i++ {
 				id, route := "t"+strconv.Itoa(i), "jvm"+strconv.Itoa(i)
-				members = append(members, routed(NewMemberConfig(id, startHTTPMember(t, tomcatMember(id, route))), route))
+				members = append(members, routed(config.NewMember(id, startHTTPMember(t, tomcatMember(id, route))), route))
 			}
 			cfg := gwConfig(gwGroup("app", "/app", members...))
 			cfg.Session.RouteFormat = format
@@ -336,7 +335,7 @@ func TestProxyLearnedSessions(t *testing.T) {
 
 func TestProxyHashStable(t *testing.T) {
 	ids := []string{"h1", "h2", "h3"}
-	var members []MemberConfig
+	var members []config.Member
 	for _, id := range ids {
 		members = append(members, gwMember(id, startFastMember(t, idMember(id))))
 	}
@@ -699,7 +698,7 @@ func TestProxyStreaming(t *testing.T) {
 
 func TestProxyDemoFlow(t *testing.T) {
 	dm := startDemoMembers(t, "Node1", "Node1", "Node2", "Node2")
-	_, addr := startGateway(t, DemoConfig("127.0.0.1:0", "", dm...), zerolog.Nop())
+	_, addr := startGateway(t, demo.Config("127.0.0.1:0", "", dm...), zerolog.Nop())
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -724,7 +723,7 @@ func TestProxyDemoFlow(t *testing.T) {
 		}
 	}
 	for _, d := range dm {
-		want := uint64(0)
+		want := int64(0)
 		if d.ID == member {
 			want = 10
 		}
@@ -732,89 +731,6 @@ func TestProxyDemoFlow(t *testing.T) {
 			t.Errorf("%s served %d requests, want %d", d.ID, got, want)
 		}
 	}
-}
-
-const flagsTestYAML = `listen: 127.0.0.1:8081
-admin:
-  listen: ""
-target_groups:
-  - name: fb
-    path_prefix: /fb
-    members:
-      - {id: Node1, address: "%s", route: Node1}
-`
-
-func loadWithFlags(t *testing.T, address string, args ...string) (*Config, error) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "sessiongate.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(flagsTestYAML, address)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var f Flags
-	fs := flag.NewFlagSet("sessiongate", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	f.Register(fs)
-	if err := fs.Parse(append([]string{"-config", path}, args...)); err != nil {
-		t.Fatalf("Parse: %v", err)
-	}
-	return f.Load()
-}
-
-func TestProxyFlagsLoad(t *testing.T) {
-	t.Run("bad member address", func(t *testing.T) {
-		_, err := loadWithFlags(t, "10.1.1.12:70000")
-		if err == nil {
-			t.Fatal("Load accepted member address 10.1.1.12:70000")
-		}
-		for _, want := range []string{"target_groups[0].members[0].address", "10.1.1.12:70000"} {
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("Load error %q does not contain %q", err, want)
-			}
-		}
-	})
-	t.Run("listen flag overrides the file", func(t *testing.T) {
-		cfg, err := loadWithFlags(t, "127.0.0.1:9", "-listen", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("Load: %v", err)
-		}
-		if cfg.Listen != "127.0.0.1:0" {
-			t.Errorf("Listen = %q, want the flag's 127.0.0.1:0", cfg.Listen)
-		}
-		if cfg.Admin.Listen != "" {
-			t.Errorf("Admin.Listen = %q, want the file's \"\" (no -admin given)", cfg.Admin.Listen)
-		}
-	})
-	t.Run("file value kept without the flag", func(t *testing.T) {
-		cfg, err := loadWithFlags(t, "127.0.0.1:9")
-		if err != nil {
-			t.Fatalf("Load: %v", err)
-		}
-		if cfg.Listen != "127.0.0.1:8081" {
-			t.Errorf("Listen = %q, want the file's 127.0.0.1:8081", cfg.Listen)
-		}
-	})
-	t.Run("flag replaces a bad file value", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "sessiongate.yaml")
-		bad := strings.Replace(fmt.Sprintf(flagsTestYAML, "127.0.0.1:9"), "listen: 127.0.0.1:8081", "listen: 127.0.0.1:99999", 1)
-		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var f Flags
-		fs := flag.NewFlagSet("sessiongate", flag.ContinueOnError)
-		f.Register(fs)
-		if err := fs.Parse([]string{"-config", path, "-listen", "127.0.0.1:0"}); err != nil {
-			t.Fatal(err)
-		}
-		if cfg, err := f.Load(); err != nil || cfg.Listen != "127.0.0.1:0" {
-			t.Fatalf("Load with a bad file listen and -listen 127.0.0.1:0 = %v, %v; want the flag's value", cfg, err)
-		}
-	})
-	t.Run("bad flag value", func(t *testing.T) {
-		_, err := loadWithFlags(t, "127.0.0.1:9", "-listen", "127.0.0.1:99999")
-		if err == nil || !strings.Contains(err.Error(), "listen") || !strings.Contains(err.Error(), "127.0.0.1:99999") {
-			t.Errorf("Load with -listen 127.0.0.1:99999: error %v, want one naming listen and the value", err)
-		}
-	})
 }
 
 // accessLines returns the access log lines in buf, decoded.
@@ -939,12 +855,12 @@ func chunked(n int) string {
 	return b.String()
 }
 
-func routed(m MemberConfig, route string) MemberConfig {
+func routed(m config.Member, route string) config.Member {
 	m.Route = route
 	return m
 }
 
-func withHosts(g GroupConfig, hosts ...string) GroupConfig {
+func withHosts(g config.Group, hosts ...string) config.Group {
 	g.Hosts = hosts
 	return g
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -19,7 +20,7 @@ var errNoConfigFile = errors.New("gateway: reload: no configuration file to relo
 // settings are unchanged, and every learned session. An invalid cfg changes nothing:
 // the running snapshot stays and the error (naming the field) is logged and returned.
 // Requests in flight finish on the snapshot they started with.
-func (s *Server) Reload(cfg *Config) error {
+func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	err := cfg.Validate()
@@ -77,21 +78,21 @@ func (s *Server) ReloadFile() error {
 }
 
 // SetLoader sets how ReloadFile reads the configuration (file and flags).
-func (s *Server) SetLoader(load func() (*Config, error)) { s.loader = load }
+func (s *Server) SetLoader(load func() (*config.Config, error)) { s.loader = load }
 
 func (s *Server) reloadFailed(err error) {
 	s.reloads.failed.Add(1)
 	s.log.Error().Err(err).Msg("config reload rejected: the running configuration stays")
 }
 
-func (s *Server) reloadOK(cfg *Config) {
+func (s *Server) reloadOK(cfg *config.Config) {
 	s.reloads.ok.Add(1)
 	s.reloads.hash.Store(configHash(cfg))
 }
 
 // restartOnly lists the fields that changed between a and b but apply only at start:
 // the listeners, the client-facing server limits and the learned-session cache size.
-func restartOnly(a, b *Config) []string {
+func restartOnly(a, b *config.Config) []string {
 	var out []string
 	if a.Listen != b.Listen {
 		out = append(out, "listen")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 )
 
@@ -63,7 +64,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}()
 	}
 
-	valid := []*Config{
+	valid := []*config.Config{
 		gwConfig(gwGroup("g", "/", gwMember("n1", n1), gwMember("n2", n2), gwMember("n3", n3))),
 		gwConfig(gwGroup("g", "/", gwMember("n1", n1), gwMember("n2", n2))),
 	}
@@ -141,12 +142,12 @@ func TestReloadFileAndAPI(t *testing.T) {
 	}
 	yaml := "listen: 127.0.0.1:0\nadmin: {listen: \"127.0.0.1:0\", token: t0k}\ntarget_groups:\n  - name: g\n    members:\n      - {id: n1, address: \"" + n1 + "\"}\n"
 	write(yaml)
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, addr := startGateway(t, cfg, zerolog.Nop())
-	s.SetLoader(func() (*Config, error) { return LoadConfig(path) })
+	s.SetLoader(func() (*config.Config, error) { return config.Load(path) })
 	s.mu.Lock()
 	admin := "http://" + s.listeners[len(s.listeners)-1].Addr().String()
 	s.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/health"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/sessiongate/sessiongate/sessioncache"
@@ -39,8 +40,8 @@ type Server struct {
 	reloads reloadStats
 	token   string // admin bearer token; "" refuses every mutation
 
-	reloadMu sync.Mutex              // one reload at a time
-	loader   func() (*Config, error) // reads the file again for ReloadFile; nil: no file
+	reloadMu sync.Mutex                     // one reload at a time
+	loader   func() (*config.Config, error) // reads the file again for ReloadFile; nil: no file
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -48,7 +49,7 @@ type Server struct {
 
 // snapshot is everything the request path reads, built together and swapped together.
 type snapshot struct {
-	cfg     *Config
+	cfg     *config.Config
 	table   *router.Table
 	clients []*fasthttp.HostClient // by router.Member.Index
 
@@ -58,7 +59,7 @@ type snapshot struct {
 	learn        bool // the chain has the learned resolver
 	routeFormat  router.Format
 	maxBody      int64
-	retry        RetryConfig
+	retry        config.Retry
 	replayMax    int    // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
 	eject5xx     []bool // by router.Member.Index: 5xx answers count as passive failures
 	accessOn     bool
@@ -77,9 +78,9 @@ type counters struct {
 	replays  atomic.Uint64                        // retries that sent a request body again
 }
 
-// New builds a Server from a validated Config. It starts the learned-session cache and
+// New builds a Server from a validated config.Config. It starts the learned-session cache and
 // the health checker; it opens no listener.
-func New(cfg *Config, log zerolog.Logger) (*Server, error) {
+func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -119,9 +120,9 @@ func New(cfg *Config, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// build compiles a Config into a snapshot, reusing the member clients of the current
+// build compiles a config.Config into a snapshot, reusing the member clients of the current
 // snapshot whose address is unchanged, so that a reload keeps connection pools.
-func (s *Server) build(cfg *Config) (*snapshot, error) {
+func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 	spec := router.Spec{
 		Key: router.KeySpec{URLParam: []byte(cfg.Session.URLParam)},
 	}
@@ -207,7 +208,7 @@ func (s *Server) build(cfg *Config) (*snapshot, error) {
 // newMemberClient is the connection pool of one member. The proxy does its own error
 // mapping and retries, so fasthttp retries only a request that met a pooled connection
 // the member had closed (memberRetry); paths go out byte-exact and bodies stream.
-func newMemberClient(cfg *Config, m *router.Member) *fasthttp.HostClient {
+func newMemberClient(cfg *config.Config, m *router.Member) *fasthttp.HostClient {
 	dialTimeout := cfg.Client.DialTimeout
 	return &fasthttp.HostClient{
 		Addr: m.Addr,
@@ -242,7 +243,7 @@ func memberMaxConns(n int) int {
 	return n
 }
 
-func (s *Server) newServer(cfg *Config) *fasthttp.Server {
+func (s *Server) newServer(cfg *config.Config) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleParseError,
@@ -299,7 +300,7 @@ func (s *Server) Listen() ([]net.Listener, error) {
 	return lns, nil
 }
 
-func withListen(cfg *Config, addr string) *Config {
+func withListen(cfg *config.Config, addr string) *config.Config {
 	c := *cfg
 	c.Listen = addr
 	return &c
@@ -379,11 +380,11 @@ func (s *Server) Table() *router.Table { return s.snap.Load().table }
 
 // healthTargets lists what the checker watches: every member of every group, with
 // that group's active check, passive ejection and drain settings.
-func healthTargets(cfg *Config, t *router.Table) []health.Target {
+func healthTargets(cfg *config.Config, t *router.Table) []health.Target {
 	var ts []health.Target
 	for gi, g := range cfg.TargetGroups {
 		hc := g.HealthCheck
-		lo, hi, _ := ParseStatusRange(hc.ExpectedStatus)
+		lo, hi, _ := config.ParseStatusRange(hc.ExpectedStatus)
 		peers := make([]*router.MemberState, 0, len(t.Groups[gi].Members))
 		for _, m := range t.Groups[gi].Members {
 			peers = append(peers, m.State)
@@ -423,7 +424,7 @@ func healthTargets(cfg *Config, t *router.Table) []health.Target {
 // applyAdminStates sets each member's administrative state from the config: all of
 // them at start (old nil), and on a reload only those whose configured state changed,
 // so that a state set through the admin API survives reloads that do not touch it.
-func applyAdminStates(cfg *Config, t *router.Table, old *Config) {
+func applyAdminStates(cfg *config.Config, t *router.Table, old *config.Config) {
 	prev := map[string]string{}
 	if old != nil {
 		for _, g := range old.TargetGroups {

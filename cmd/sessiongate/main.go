@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sessiongate/sessiongate/bench"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/gateway"
 )
 
@@ -51,7 +52,7 @@ func run(args []string) int {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	var f gateway.Flags
+	var f Flags
 	f.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -69,7 +70,7 @@ func run(args []string) int {
 		fmt.Printf("%s: ok (%d target groups)\n", f.Config, len(cfg.TargetGroups))
 		return 0
 	case "demo":
-		d := gateway.DefaultConfig() // listens on 127.0.0.1:8080, admin on 127.0.0.1:9090
+		d := config.Default() // listens on 127.0.0.1:8080, admin on 127.0.0.1:9090
 		d.Log.Format = "console"
 		f.Apply(&d)
 		log, err := gateway.NewLogger(d.Log, os.Stderr)
@@ -77,7 +78,7 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
-		if err := gateway.RunDemo(d.Listen, d.Admin.Listen, log, os.Stdout, signals()); err != nil {
+		if err := runDemo(d.Listen, d.Admin.Listen, log, os.Stdout, signals()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"github.com/goccy/go-yaml"
 )
 
-// FuzzParseConfig feeds arbitrary files to ParseConfig. Properties: it never panics;
+// FuzzParseConfig feeds arbitrary files to Parse. Properties: it never panics;
 // a config it accepts is valid and has a target group; and an accepted config written
 // back as YAML parses to the same config.
 func FuzzParseConfig(f *testing.F) {
@@ -44,34 +44,34 @@ func FuzzParseConfig(f *testing.F) {
 		if len(data) > 64<<10 {
 			t.Skip("larger than a config file needs to be")
 		}
-		c, err := ParseConfig(data)
+		c, err := Parse(data)
 		if errors.Is(err, errDecoderPanic) {
-			t.Fatalf("ParseConfig(%q) error = %q, want no decoder panic", data, err)
+			t.Fatalf("Parse(%q) error = %q, want no decoder panic", data, err)
 		}
 		if err != nil {
 			if c != nil {
-				t.Fatalf("ParseConfig(%q) = %+v with error %q, want nil config", data, c, err)
+				t.Fatalf("Parse(%q) = %+v with error %q, want nil config", data, c, err)
 			}
 			return
 		}
 		if err := c.Validate(); err != nil {
-			t.Fatalf("ParseConfig(%q) accepted a config that Validate rejects: %q", data, err)
+			t.Fatalf("Parse(%q) accepted a config that Validate rejects: %q", data, err)
 		}
 		if len(c.TargetGroups) == 0 {
-			t.Fatalf("ParseConfig(%q) accepted a config without target groups", data)
+			t.Fatalf("Parse(%q) accepted a config without target groups", data)
 		}
 
 		out, err := yaml.Marshal(c)
 		if err != nil {
-			t.Fatalf("yaml.Marshal(ParseConfig(%q)) error = %q", data, err)
+			t.Fatalf("yaml.Marshal(Parse(%q)) error = %q", data, err)
 		}
-		c2, err := ParseConfig(out)
+		c2, err := Parse(out)
 		if err != nil {
-			t.Fatalf("ParseConfig(%q), the config of %q written back, error = %q", out, data, err)
+			t.Fatalf("Parse(%q), the config of %q written back, error = %q", out, data, err)
 		}
 		out2, err := yaml.Marshal(c2)
 		if err != nil {
-			t.Fatalf("yaml.Marshal(ParseConfig(%q)) error = %q", out, err)
+			t.Fatalf("yaml.Marshal(Parse(%q)) error = %q", out, err)
 		}
 		if !bytes.Equal(out, out2) {
 			t.Fatalf("config of %q does not round-trip:\n%s\nparses back as\n%s", data, out, out2)

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -14,17 +14,17 @@ import (
 
 // configTestValid returns a valid config with two groups, for Validate cases to break.
 func configTestValid() Config {
-	c := DefaultConfig()
+	c := Default()
 	hc := defaultHealthCheck()
 	hc.Path = "/fb/healthcheck"
-	fb := NewGroupConfig("FBDevTargetGroup", "/fb",
-		NewMemberConfig("Node1", "10.1.1.12:8080"), NewMemberConfig("Node2", "10.1.2.34:8081"))
+	fb := NewGroup("FBDevTargetGroup", "/fb",
+		NewMember("Node1", "10.1.1.12:8080"), NewMember("Node2", "10.1.2.34:8081"))
 	fb.HealthCheck = hc
-	shop1 := NewMemberConfig("Shop1", "shop1.internal:8080")
+	shop1 := NewMember("Shop1", "shop1.internal:8080")
 	shop1.Route, shop1.Weight = "s1", 3
-	shop := NewGroupConfig("Shop", "/", shop1)
+	shop := NewGroup("Shop", "/", shop1)
 	shop.Hosts = []string{"shop.example.com", "*.shop.example.com"}
-	c.TargetGroups = []GroupConfig{fb, shop}
+	c.TargetGroups = []Group{fb, shop}
 	return c
 }
 
@@ -39,65 +39,65 @@ const configTestYAML = `target_groups:
 // parseConfigError parses data, which must fail, and returns the error text.
 func parseConfigError(t *testing.T, data string) string {
 	t.Helper()
-	c, err := ParseConfig([]byte(data))
+	c, err := Parse([]byte(data))
 	if err == nil {
-		t.Fatalf("ParseConfig(%s) = %+v, want an error", data, c)
+		t.Fatalf("Parse(%s) = %+v, want an error", data, c)
 	}
 	if c != nil {
-		t.Errorf("ParseConfig(%s) returned a config with error %q, want nil", data, err)
+		t.Errorf("Parse(%s) returned a config with error %q, want nil", data, err)
 	}
 	return err.Error()
 }
 
 func TestDefaultConfig(t *testing.T) {
-	c := DefaultConfig()
+	c := Default()
 	checks := []struct {
 		name      string
 		got, want any
 	}{
 		{"listen", c.Listen, "127.0.0.1:8080"},
 		{"admin.listen", c.Admin.Listen, "127.0.0.1:9090"},
-		{"log", c.Log, LogConfig{Level: "info", Format: "json", Access: true, AccessSample: 1}},
-		{"server", c.Server, ServerConfig{
+		{"log", c.Log, Log{Level: "info", Format: "json", Access: true, AccessSample: 1}},
+		{"server", c.Server, Server{
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 90 * time.Second,
 			MaxHeaderBytes: 16384, MaxBodyBytes: 10 << 20, BufferBodyBytes: 65536, MaxConns: 0,
 		}},
-		{"client", c.Client, ClientConfig{
+		{"client", c.Client, Client{
 			DialTimeout: 2 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 			IdleTimeout: 60 * time.Second, MaxConns: 1024,
 		}},
-		{"session", c.Session, SessionConfig{
+		{"session", c.Session, Session{
 			Cookies: []string{"JSESSIONID"}, URLParam: "jsessionid",
 			Affinity: []string{"route", "learned", "hash"}, RouteFormat: "auto", Balance: "round_robin",
-			Learned: LearnedConfig{MaxSessions: 1000000, TTL: 30 * time.Minute}, BoundWindow: time.Minute,
+			Learned: Learned{MaxSessions: 1000000, TTL: 30 * time.Minute}, BoundWindow: time.Minute,
 		}},
-		{"retry", c.Retry, RetryConfig{MaxRetries: 1, RetryBuffer: 65536, IdempotentOnTimeout: true}},
+		{"retry", c.Retry, Retry{MaxRetries: 1, RetryBuffer: 65536, IdempotentOnTimeout: true}},
 		{"target_groups", len(c.TargetGroups), 0},
 	}
 	for _, tc := range checks {
 		t.Run(tc.name, func(t *testing.T) {
 			if !reflect.DeepEqual(tc.got, tc.want) {
-				t.Errorf("DefaultConfig().%s = %+v, want %+v", tc.name, tc.got, tc.want)
+				t.Errorf("Default().%s = %+v, want %+v", tc.name, tc.got, tc.want)
 			}
 		})
 	}
 
-	// DefaultConfig must hand out fresh slices: a caller's change must not leak.
+	// Default must hand out fresh slices: a caller's change must not leak.
 	c.Session.Cookies[0] = "changed"
-	if got := DefaultConfig().Session.Cookies[0]; got != "JSESSIONID" {
-		t.Errorf("DefaultConfig().Session.Cookies[0] = %q after a caller changed its copy, want JSESSIONID", got)
+	if got := Default().Session.Cookies[0]; got != "JSESSIONID" {
+		t.Errorf("Default().Session.Cookies[0] = %q after a caller changed its copy, want JSESSIONID", got)
 	}
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	got, err := ParseConfig([]byte(configTestYAML))
+	got, err := Parse([]byte(configTestYAML))
 	if err != nil {
-		t.Fatalf("ParseConfig(%s) error = %q, want nil", configTestYAML, err)
+		t.Fatalf("Parse(%s) error = %q, want nil", configTestYAML, err)
 	}
-	want := DefaultConfig()
-	want.TargetGroups = []GroupConfig{NewGroupConfig("fb", "/", NewMemberConfig("Node1", "10.1.1.12:8080"))}
+	want := Default()
+	want.TargetGroups = []Group{NewGroup("fb", "/", NewMember("Node1", "10.1.1.12:8080"))}
 	if !reflect.DeepEqual(*got, want) {
-		t.Errorf("ParseConfig(%s) = %+v, want %+v", configTestYAML, *got, want)
+		t.Errorf("Parse(%s) = %+v, want %+v", configTestYAML, *got, want)
 	}
 }
 
@@ -179,78 +179,78 @@ target_groups:
 // misspelled yaml tag or a lost value shows up.
 func TestParseConfigEveryKey(t *testing.T) {
 	data := configTestEveryKeyYAML
-	got, err := ParseConfig([]byte(data))
+	got, err := Parse([]byte(data))
 	if err != nil {
-		t.Fatalf("ParseConfig(%s) error = %q, want nil", data, err)
+		t.Fatalf("Parse(%s) error = %q, want nil", data, err)
 	}
 	want := Config{
 		Listen:          "0.0.0.0:80",
 		ReusePort:       true,
 		ShutdownTimeout: 5 * time.Second,
-		Admin:           AdminConfig{Listen: "", Token: "s3cret"},
-		Retry:           RetryConfig{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false},
-		Log:             LogConfig{Level: "debug", Format: "console", Access: false, AccessSample: 100},
-		Server: ServerConfig{
+		Admin:           Admin{Listen: "", Token: "s3cret"},
+		Retry:           Retry{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false},
+		Log:             Log{Level: "debug", Format: "console", Access: false, AccessSample: 100},
+		Server: Server{
 			ReadTimeout: time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second,
 			MaxHeaderBytes: 8192, MaxBodyBytes: 0, BufferBodyBytes: 4096, MaxConns: 10,
 		},
-		Client: ClientConfig{
+		Client: Client{
 			DialTimeout: 100 * time.Millisecond, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,
 			IdleTimeout: 6 * time.Second, MaxConns: 0,
 		},
-		Session: SessionConfig{
+		Session: Session{
 			Cookies: []string{"SID", "JSESSIONID"}, URLParam: "", Query: "sid", Header: "X-Session",
 			Affinity: []string{"hash"}, RouteFormat: "tomcat", Balance: "least_requests", BoundWindow: 30 * time.Second,
-			Learned: LearnedConfig{MaxSessions: 10, TTL: 90 * time.Minute},
+			Learned: Learned{MaxSessions: 10, TTL: 90 * time.Minute},
 		},
-		TargetGroups: []GroupConfig{{
+		TargetGroups: []Group{{
 			Name:       "shop",
 			Hosts:      []string{"shop.example.com", "*.Shop.example.com"},
 			PathPrefix: "/shop/",
-			HealthCheck: HealthCheckConfig{
+			HealthCheck: HealthCheck{
 				Path: "/ping?full=1", Interval: 10 * time.Second, Timeout: 500 * time.Millisecond,
 				HealthyThreshold: 3, UnhealthyThreshold: 5, UnhealthyInterval: 200 * time.Millisecond,
 				ExpectedStatus: "200-204", Host: "health.shop", Jitter: time.Second, Start: "unhealthy",
 			},
-			Passive:      PassiveConfig{ConsecutiveFailures: 0, Eject5xx: true, Ejection: 2 * time.Second, MaxEjection: 4 * time.Second},
+			Passive:      Passive{ConsecutiveFailures: 0, Eject5xx: true, Ejection: 2 * time.Second, MaxEjection: 4 * time.Second},
 			SwitchBack:   true,
 			DrainTimeout: time.Hour,
-			Members: []MemberConfig{
+			Members: []Member{
 				{ID: "a", Address: "[::1]:9000", Route: "ra", Weight: 1000, State: "drain"},
 				{ID: "b", Address: "b.internal:9001", Route: "b", Weight: 1, State: "ready"},
 			},
 		}},
 	}
 	if !reflect.DeepEqual(*got, want) {
-		t.Errorf("ParseConfig(%s) =\n%+v\nwant\n%+v", data, *got, want)
+		t.Errorf("Parse(%s) =\n%+v\nwant\n%+v", data, *got, want)
 	}
 }
 
 func TestLoadConfigExample(t *testing.T) {
 	// The addresses are examples; this test only parses the file.
-	got, err := LoadConfig("../examples/fbdev.yaml")
+	got, err := Load("../examples/fbdev.yaml")
 	if err != nil {
-		t.Fatalf("LoadConfig(../examples/fbdev.yaml) error = %q, want nil", err)
+		t.Fatalf("Load(../examples/fbdev.yaml) error = %q, want nil", err)
 	}
-	want := DefaultConfig()
-	fb := NewGroupConfig("FBDevTargetGroup", "/fb",
-		NewMemberConfig("Node1", "10.1.1.12:8080"), NewMemberConfig("Node2", "10.1.2.34:8081"))
+	want := Default()
+	fb := NewGroup("FBDevTargetGroup", "/fb",
+		NewMember("Node1", "10.1.1.12:8080"), NewMember("Node2", "10.1.2.34:8081"))
 	fb.Hosts = []string{}
 	fb.HealthCheck.Path = "/fb/healthcheck"
-	want.TargetGroups = []GroupConfig{fb}
+	want.TargetGroups = []Group{fb}
 	if !reflect.DeepEqual(*got, want) {
-		t.Errorf("LoadConfig(../examples/fbdev.yaml) =\n%+v\nwant\n%+v", *got, want)
+		t.Errorf("Load(../examples/fbdev.yaml) =\n%+v\nwant\n%+v", *got, want)
 	}
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
 	path := t.TempDir() + "/missing.yaml"
-	_, err := LoadConfig(path)
+	_, err := Load(path)
 	if !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("LoadConfig(%s) error = %v, want fs.ErrNotExist", path, err)
+		t.Fatalf("Load(%s) error = %v, want fs.ErrNotExist", path, err)
 	}
 	if !strings.Contains(err.Error(), path) {
-		t.Errorf("LoadConfig(%s) error = %q, want it to contain the path", path, err)
+		t.Errorf("Load(%s) error = %q, want it to contain the path", path, err)
 	}
 }
 
@@ -270,13 +270,13 @@ func TestParseConfigMemberDefaults(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			data := "target_groups:\n  - name: g\n    members:\n      - " + tc.member + "\n"
-			c, err := ParseConfig([]byte(data))
+			c, err := Parse([]byte(data))
 			if err != nil {
-				t.Fatalf("ParseConfig(%s) error = %q, want nil", data, err)
+				t.Fatalf("Parse(%s) error = %q, want nil", data, err)
 			}
 			m := c.TargetGroups[0].Members[0]
 			if m.Route != tc.wantRoute || m.Weight != tc.wantWeight {
-				t.Errorf("ParseConfig(%s) member route, weight = %q, %d, want %q, %d",
+				t.Errorf("Parse(%s) member route, weight = %q, %d, want %q, %d",
 					data, m.Route, m.Weight, tc.wantRoute, tc.wantWeight)
 			}
 		})
@@ -293,9 +293,9 @@ func TestParseConfigGroupDefaults(t *testing.T) {
     health_check: ~
     members: [{id: n2, address: 10.0.0.2:80}]
 `
-	c, err := ParseConfig([]byte(data))
+	c, err := Parse([]byte(data))
 	if err != nil {
-		t.Fatalf("ParseConfig(%s) error = %q, want nil", data, err)
+		t.Fatalf("Parse(%s) error = %q, want nil", data, err)
 	}
 	tests := []struct {
 		name string
@@ -303,11 +303,11 @@ func TestParseConfigGroupDefaults(t *testing.T) {
 		want any
 	}{
 		{"target_groups[0].path_prefix", c.TargetGroups[0].PathPrefix, "/"},
-		{"target_groups[0].health_check", c.TargetGroups[0].HealthCheck, HealthCheckConfig{
+		{"target_groups[0].health_check", c.TargetGroups[0].HealthCheck, HealthCheck{
 			Path: "/hc", Interval: 10 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2,
 			UnhealthyInterval: time.Second, ExpectedStatus: "200-399", Start: "healthy",
 		}},
-		{"target_groups[0].passive", c.TargetGroups[0].Passive, PassiveConfig{ConsecutiveFailures: 5, Ejection: 10 * time.Second, MaxEjection: 5 * time.Minute}},
+		{"target_groups[0].passive", c.TargetGroups[0].Passive, Passive{ConsecutiveFailures: 5, Ejection: 10 * time.Second, MaxEjection: 5 * time.Minute}},
 		{"target_groups[0].drain_timeout", c.TargetGroups[0].DrainTimeout, 10 * time.Minute},
 		{"target_groups[0].members[0].state", c.TargetGroups[0].Members[0].State, "ready"},
 		{"target_groups[1].path_prefix", c.TargetGroups[1].PathPrefix, "/b"},
@@ -316,7 +316,7 @@ func TestParseConfigGroupDefaults(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if !reflect.DeepEqual(tc.got, tc.want) {
-				t.Errorf("ParseConfig(%s) %s = %+v, want %+v", data, tc.name, tc.got, tc.want)
+				t.Errorf("Parse(%s) %s = %+v, want %+v", data, tc.name, tc.got, tc.want)
 			}
 		})
 	}
@@ -354,7 +354,7 @@ func TestParseConfigBadValueNotDefaulted(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := parseConfigError(t, tc.data); !strings.Contains(got, tc.want) {
-				t.Errorf("ParseConfig(%s) error = %q, want it to contain %q", tc.data, got, tc.want)
+				t.Errorf("Parse(%s) error = %q, want it to contain %q", tc.data, got, tc.want)
 			}
 		})
 	}
@@ -427,7 +427,7 @@ func TestParseConfigDecodeErrors(t *testing.T) {
 			got := parseConfigError(t, tc.data)
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
-					t.Errorf("ParseConfig(%s) error = %q, want it to contain %q", tc.data, got, w)
+					t.Errorf("Parse(%s) error = %q, want it to contain %q", tc.data, got, w)
 				}
 			}
 		})
@@ -438,10 +438,10 @@ func TestParseConfigDecodeErrors(t *testing.T) {
 // error for errors.As.
 func TestParseConfigErrorUnwraps(t *testing.T) {
 	data := configTestYAML + "        wieght: 2\n"
-	_, err := ParseConfig([]byte(data))
+	_, err := Parse([]byte(data))
 	var unknown *yaml.UnknownFieldError
 	if !errors.As(err, &unknown) {
-		t.Fatalf("ParseConfig(%s) error = %#v, want it to wrap *yaml.UnknownFieldError", data, err)
+		t.Fatalf("Parse(%s) error = %#v, want it to wrap *yaml.UnknownFieldError", data, err)
 	}
 }
 
@@ -453,9 +453,9 @@ func TestUnmarshalYAMLStrict(t *testing.T) {
 		data string
 		dst  any
 	}{
-		{"group", "{name: g, nmae: x}", new(GroupConfig)},
-		{"health_check", "{path: /hc, intervl: 5s}", new(HealthCheckConfig)},
-		{"member", "{id: a, wieght: 1}", new(MemberConfig)},
+		{"group", "{name: g, nmae: x}", new(Group)},
+		{"health_check", "{path: /hc, intervl: 5s}", new(HealthCheck)},
+		{"member", "{id: a, wieght: 1}", new(Member)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -496,11 +496,11 @@ target_groups:
 	}
 	for _, w := range want {
 		if !strings.Contains(got, w) {
-			t.Errorf("ParseConfig(%s) error = %q, want it to contain %q", data, got, w)
+			t.Errorf("Parse(%s) error = %q, want it to contain %q", data, got, w)
 		}
 	}
 	if n := strings.Count(got, "\n") + 1; n != len(want) {
-		t.Errorf("ParseConfig(%s) error has %d lines, want %d:\n%s", data, n, len(want), got)
+		t.Errorf("Parse(%s) error has %d lines, want %d:\n%s", data, n, len(want), got)
 	}
 }
 

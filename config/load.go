@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import (
 	"errors"
@@ -17,20 +17,20 @@ import (
 	"github.com/goccy/go-yaml/token"
 )
 
-// DefaultConfig returns the configuration used for every key the file leaves out.
+// Default returns the configuration used for every key the file leaves out.
 // It has no target groups, so it does not validate on its own.
-func DefaultConfig() Config {
+func Default() Config {
 	return Config{
 		Listen:          "127.0.0.1:8080",
 		ShutdownTimeout: 30 * time.Second,
-		Admin:           AdminConfig{Listen: "127.0.0.1:9090"},
-		Log: LogConfig{
+		Admin:           Admin{Listen: "127.0.0.1:9090"},
+		Log: Log{
 			Level:        "info",
 			Format:       "json",
 			Access:       true,
 			AccessSample: 1,
 		},
-		Server: ServerConfig{
+		Server: Server{
 			ReadTimeout:     30 * time.Second,
 			WriteTimeout:    60 * time.Second,
 			IdleTimeout:     90 * time.Second,
@@ -39,26 +39,26 @@ func DefaultConfig() Config {
 			BufferBodyBytes: 65536,
 			MaxConns:        0,
 		},
-		Client: ClientConfig{
+		Client: Client{
 			DialTimeout:  2 * time.Second,
 			ReadTimeout:  30 * time.Second,
 			WriteTimeout: 30 * time.Second,
 			IdleTimeout:  60 * time.Second,
 			MaxConns:     1024,
 		},
-		Retry: RetryConfig{
+		Retry: Retry{
 			MaxRetries:          1,
 			RetryBuffer:         65536,
 			IdempotentOnTimeout: true,
 		},
-		Session: SessionConfig{
+		Session: Session{
 			BoundWindow: time.Minute,
 			Cookies:     []string{"JSESSIONID"},
 			URLParam:    "jsessionid",
 			Affinity:    []string{"route", "learned", "hash"},
 			RouteFormat: "auto",
 			Balance:     "round_robin",
-			Learned: LearnedConfig{
+			Learned: Learned{
 				MaxSessions: 1000000,
 				TTL:         30 * time.Minute,
 			},
@@ -67,8 +67,8 @@ func DefaultConfig() Config {
 }
 
 // defaultHealthCheck is the health check of a group whose file omits keys of it.
-func defaultHealthCheck() HealthCheckConfig {
-	return HealthCheckConfig{
+func defaultHealthCheck() HealthCheck {
+	return HealthCheck{
 		Interval:           5 * time.Second,
 		Timeout:            2 * time.Second,
 		HealthyThreshold:   2,
@@ -80,8 +80,8 @@ func defaultHealthCheck() HealthCheckConfig {
 }
 
 // defaultPassive is the passive ejection of a group whose file omits keys of it.
-func defaultPassive() PassiveConfig {
-	return PassiveConfig{
+func defaultPassive() Passive {
+	return Passive{
 		ConsecutiveFailures: 5,
 		Ejection:            10 * time.Second,
 		MaxEjection:         5 * time.Minute,
@@ -91,38 +91,38 @@ func defaultPassive() PassiveConfig {
 // groupYAML, healthCheckYAML and memberYAML have the fields of their config types
 // without the UnmarshalYAML methods, so the methods can decode into them.
 type (
-	groupYAML       GroupConfig
-	healthCheckYAML HealthCheckConfig
-	memberYAML      MemberConfig
+	groupYAML       Group
+	healthCheckYAML HealthCheck
+	memberYAML      Member
 )
 
 // UnmarshalYAML decodes one target group from the config file. It exists so that each
 // group in the list starts from its defaults (path_prefix "/", the default health check):
 // keys the file omits keep them, and keys it sets, even to a bad value, replace them.
-func (g *GroupConfig) UnmarshalYAML(unmarshal func(any) error) error {
+func (g *Group) UnmarshalYAML(unmarshal func(any) error) error {
 	v := groupYAML{PathPrefix: "/", HealthCheck: defaultHealthCheck(), Passive: defaultPassive(), DrainTimeout: 10 * time.Minute}
 	if err := unmarshal(&v); err != nil {
 		return err
 	}
-	*g = GroupConfig(v)
+	*g = Group(v)
 	return nil
 }
 
 // UnmarshalYAML decodes a group's health check from the config file, starting from the
 // defaults (interval 5s, timeout 2s, thresholds 2) for the keys the file omits.
-func (h *HealthCheckConfig) UnmarshalYAML(unmarshal func(any) error) error {
+func (h *HealthCheck) UnmarshalYAML(unmarshal func(any) error) error {
 	v := healthCheckYAML(defaultHealthCheck())
 	if err := unmarshal(&v); err != nil {
 		return err
 	}
-	*h = HealthCheckConfig(v)
+	*h = HealthCheck(v)
 	return nil
 }
 
 // UnmarshalYAML decodes one member from the config file. An omitted weight is 1 and an
 // omitted or empty route is the member id; an explicit weight, even 0, is kept for
 // Validate to judge.
-func (m *MemberConfig) UnmarshalYAML(unmarshal func(any) error) error {
+func (m *Member) UnmarshalYAML(unmarshal func(any) error) error {
 	v := memberYAML{Weight: 1, State: "ready"}
 	if err := unmarshal(&v); err != nil {
 		return err
@@ -130,32 +130,32 @@ func (m *MemberConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	if v.Route == "" {
 		v.Route = v.ID
 	}
-	*m = MemberConfig(v)
+	*m = Member(v)
 	return nil
 }
 
-// LoadConfig reads the config file at path and parses it with ParseConfig.
-// Read errors name the path; parse and validation errors are ParseConfig's.
-func LoadConfig(path string) (*Config, error) {
+// Load reads the config file at path and parses it with Parse.
+// Read errors name the path; parse and validation errors are Parse's.
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return ParseConfig(data)
+	return Parse(data)
 }
 
-// LoadConfigOverride is LoadConfig with override applied to the decoded file before it
+// LoadOverride is Load with override applied to the decoded file before it
 // is validated, so that flags can replace any value of the file (a bad one included)
 // and validation still names the line of the keys that came from the file.
-func LoadConfigOverride(path string, override func(*Config)) (*Config, error) {
+func LoadOverride(path string, override func(*Config)) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return parseConfig(data, override)
+	return parse(data, override)
 }
 
-// ParseConfig decodes a YAML config file over DefaultConfig and validates the result.
+// Parse decodes a YAML config file over Default and validates the result.
 // Decoding is strict: an unknown key, a value of the wrong type or a bad duration is an
 // error naming the line and the field path, such as
 //
@@ -164,9 +164,9 @@ func LoadConfigOverride(path string, override func(*Config)) (*Config, error) {
 // Validation reports every problem at once (see Validate), each with the line of the
 // key when the file has it. A value left out or given as null keeps its default.
 // The returned Config is valid.
-func ParseConfig(data []byte) (*Config, error) { return parseConfig(data, nil) }
+func Parse(data []byte) (*Config, error) { return parse(data, nil) }
 
-func parseConfig(data []byte, override func(*Config)) (*Config, error) {
+func parse(data []byte, override func(*Config)) (*Config, error) {
 	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return nil, yamlError(nil, err)
@@ -183,7 +183,7 @@ func parseConfig(data []byte, override func(*Config)) (*Config, error) {
 		body = doc.Body
 	}
 
-	cfg := DefaultConfig()
+	cfg := Default()
 	if body != nil {
 		var errs []error
 		ast.Walk(&tagFinder{errs: &errs}, body)
@@ -539,7 +539,7 @@ func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 //
 //	config: target_groups[1].members[0].address: "10.1.1.12:70000": port out of range 1-65535
 //
-// Validate never changes c: defaults are filled in by DefaultConfig and ParseConfig, and
+// Validate never changes c: defaults are filled in by Default and Parse, and
 // a bad value is rejected, never replaced.
 func (c *Config) Validate() error {
 	problems := c.validate()
@@ -644,7 +644,7 @@ func (c *Config) validate() []*configError {
 	return k.problems
 }
 
-func (s *SessionConfig) validate(k *checker) {
+func (s *Session) validate(k *checker) {
 	for i, name := range s.Cookies {
 		path := fmt.Sprintf("session.cookies[%d]", i)
 		if name == "" {
@@ -709,7 +709,7 @@ type routeKey struct {
 	host, prefix string
 }
 
-func validateGroups(k *checker, groups []GroupConfig) {
+func validateGroups(k *checker, groups []Group) {
 	if len(groups) == 0 {
 		k.add("target_groups", "[]", "at least one target group is required")
 		return
@@ -824,7 +824,7 @@ func validateGroups(k *checker, groups []GroupConfig) {
 	}
 }
 
-func validateHealthCheck(k *checker, path string, h *HealthCheckConfig) {
+func validateHealthCheck(k *checker, path string, h *HealthCheck) {
 	if h.Path != "" {
 		if !strings.HasPrefix(h.Path, "/") {
 			k.str(path+".path", h.Path, `must start with "/" (or be "" to turn active checks off)`)
@@ -996,11 +996,11 @@ func routeReason(r string) string {
 	return ""
 }
 
-// NewGroupConfig is a group with every default, for configurations built in code
+// NewGroup is a group with every default, for configurations built in code
 // (the demo, tests): what a file gets for a group with only name, path_prefix and
 // members. Its health check has no path (no active checks).
-func NewGroupConfig(name, prefix string, members ...MemberConfig) GroupConfig {
-	return GroupConfig{
+func NewGroup(name, prefix string, members ...Member) Group {
+	return Group{
 		Name:         name,
 		PathPrefix:   prefix,
 		HealthCheck:  defaultHealthCheck(),
@@ -1010,7 +1010,7 @@ func NewGroupConfig(name, prefix string, members ...MemberConfig) GroupConfig {
 	}
 }
 
-// NewMemberConfig is a ready member of weight 1 whose route is its id.
-func NewMemberConfig(id, address string) MemberConfig {
-	return MemberConfig{ID: id, Address: address, Route: id, Weight: 1, State: "ready"}
+// NewMember is a ready member of weight 1 whose route is its id.
+func NewMember(id, address string) Member {
+	return Member{ID: id, Address: address, Route: id, Weight: 1, State: "ready"}
 }

@@ -1,4 +1,4 @@
-package gateway
+package config
 
 import "time"
 
@@ -15,24 +15,24 @@ type Config struct {
 	// in-flight requests before closing their connections. Default 30s; range 0-1h.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Admin is the operator listener (health of the gateway itself, later metrics and API).
-	Admin AdminConfig `yaml:"admin"`
+	Admin Admin `yaml:"admin"`
 	// Log sets the process log and the access log.
-	Log LogConfig `yaml:"log"`
+	Log Log `yaml:"log"`
 	// Server holds the client-facing limits and timeouts.
-	Server ServerConfig `yaml:"server"`
+	Server Server `yaml:"server"`
 	// Client holds the settings of the connection pools towards members.
-	Client ClientConfig `yaml:"client"`
+	Client Client `yaml:"client"`
 	// Retry says when a failed request is sent again to another member.
-	Retry RetryConfig `yaml:"retry"`
+	Retry Retry `yaml:"retry"`
 	// Session says where the session key is read and how affinity is resolved.
-	Session SessionConfig `yaml:"session"`
+	Session Session `yaml:"session"`
 	// TargetGroups are the groups of members, selected by Host and path prefix.
 	// At least one is required.
-	TargetGroups []GroupConfig `yaml:"target_groups"`
+	TargetGroups []Group `yaml:"target_groups"`
 }
 
-// AdminConfig is the admin listener.
-type AdminConfig struct {
+// Admin is the admin listener.
+type Admin struct {
 	// Listen is the admin address, host:port. Default "127.0.0.1:9090"; "" disables it.
 	// Keep it on loopback or a management network: reads need no token.
 	Listen string `yaml:"listen"`
@@ -45,8 +45,8 @@ type AdminConfig struct {
 	TokenFile string `yaml:"token_file"`
 }
 
-// RetryConfig says when a failed request is sent again, always to another member.
-type RetryConfig struct {
+// Retry says when a failed request is sent again, always to another member.
+type Retry struct {
 	// MaxRetries is how many more members one request may try. A request is retried
 	// only when it provably did not reach a member (connection refused or reset while
 	// connecting, dial timeout) or, for idempotent methods with
@@ -63,8 +63,8 @@ type RetryConfig struct {
 	IdempotentOnTimeout bool `yaml:"idempotent_on_timeout"`
 }
 
-// LogConfig sets logging.
-type LogConfig struct {
+// Log sets logging.
+type Log struct {
 	// Level is one of debug, info, warn, error. Default info.
 	Level string `yaml:"level"`
 	// Format is json (default) or console (human-readable, for a terminal).
@@ -77,8 +77,8 @@ type LogConfig struct {
 	AccessSample uint32 `yaml:"access_sample"`
 }
 
-// ServerConfig holds the client-facing limits.
-type ServerConfig struct {
+// Server holds the client-facing limits.
+type Server struct {
 	// ReadTimeout bounds reading one whole request (headers and buffered body). Default 30s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds writing one whole response. Default 60s.
@@ -100,8 +100,8 @@ type ServerConfig struct {
 	MaxConns int `yaml:"max_conns"`
 }
 
-// ClientConfig holds the member connection pools (one pool per member).
-type ClientConfig struct {
+// Client holds the member connection pools (one pool per member).
+type Client struct {
 	// DialTimeout bounds connecting to a member. Default 2s.
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	// ReadTimeout bounds waiting for a member's response once the request is sent;
@@ -116,8 +116,8 @@ type ClientConfig struct {
 	MaxConns int `yaml:"max_conns"`
 }
 
-// SessionConfig says where the session key is and how it maps to a member.
-type SessionConfig struct {
+// Session says where the session key is and how it maps to a member.
+type Session struct {
 	// Cookies are the cookie names carrying the session key; the first name present wins.
 	// Default [JSESSIONID].
 	Cookies []string `yaml:"cookies"`
@@ -140,14 +140,14 @@ type SessionConfig struct {
 	// (default) or least_requests.
 	Balance string `yaml:"balance"`
 	// Learned sizes the learned-session cache.
-	Learned LearnedConfig `yaml:"learned"`
+	Learned Learned `yaml:"learned"`
 	// BoundWindow is the window of the per-member count of bound sessions the admin API
 	// reports: sessions seen in the last two windows. Default 1m; range 1s-1h.
 	BoundWindow time.Duration `yaml:"bound_window"`
 }
 
-// LearnedConfig sizes the learned-session cache.
-type LearnedConfig struct {
+// Learned sizes the learned-session cache.
+type Learned struct {
 	// MaxSessions bounds the number of learned bindings. Default 1000000; range 1-1<<31.
 	MaxSessions int `yaml:"max_sessions"`
 	// TTL is how long a binding is kept after it was last written. A binding used after
@@ -156,8 +156,8 @@ type LearnedConfig struct {
 	TTL time.Duration `yaml:"ttl"`
 }
 
-// GroupConfig is one target group.
-type GroupConfig struct {
+// Group is one target group.
+type Group struct {
 	// Name identifies the group in logs and metrics. Required, unique.
 	Name string `yaml:"name"`
 	// Hosts are the Host values the group answers: exact ("app.example.com") or a
@@ -169,9 +169,9 @@ type GroupConfig struct {
 	// Default "/"; must start with "/".
 	PathPrefix string `yaml:"path_prefix"`
 	// HealthCheck is the active check of every member.
-	HealthCheck HealthCheckConfig `yaml:"health_check"`
+	HealthCheck HealthCheck `yaml:"health_check"`
 	// Passive is the ejection of members that fail real requests.
-	Passive PassiveConfig `yaml:"passive"`
+	Passive Passive `yaml:"passive"`
 	// SwitchBack sends a session that moved off a failed member back to it once it is
 	// usable again (WebSphere's default). Default false: the session stays where its
 	// state now lives.
@@ -183,11 +183,11 @@ type GroupConfig struct {
 	// it; after it they move. Default 10m; range 1s-168h.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Members are the group's servers. At least one.
-	Members []MemberConfig `yaml:"members"`
+	Members []Member `yaml:"members"`
 }
 
-// HealthCheckConfig is a group's active health check.
-type HealthCheckConfig struct {
+// HealthCheck is a group's active health check.
+type HealthCheck struct {
 	// Path is requested with GET on every member; "" turns active checks off
 	// (members are then always considered healthy). Must start with "/".
 	Path string `yaml:"path"`
@@ -216,10 +216,10 @@ type HealthCheckConfig struct {
 	Start string `yaml:"start"`
 }
 
-// PassiveConfig ejects members on real request failures: connection refused or
+// Passive ejects members on real request failures: connection refused or
 // reset, timeouts and, with eject_5xx, 5xx answers. The last usable member of a group
 // is never ejected for a passive reason alone (panic mode: all rather than none).
-type PassiveConfig struct {
+type Passive struct {
 	// ConsecutiveFailures in a row eject a member. Default 5; 0 turns passive
 	// ejection off; range 0-1000.
 	ConsecutiveFailures int `yaml:"consecutive_failures"`
@@ -233,8 +233,8 @@ type PassiveConfig struct {
 	MaxEjection time.Duration `yaml:"max_ejection"`
 }
 
-// MemberConfig is one member of a group.
-type MemberConfig struct {
+// Member is one member of a group.
+type Member struct {
 	// ID names the member in logs, metrics and the learned cache. Required; unique across
 	// all groups.
 	ID string `yaml:"id"`

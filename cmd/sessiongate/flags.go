@@ -1,9 +1,11 @@
-package gateway
+package main
 
 import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/sessiongate/sessiongate/config"
 )
 
 // Flags are the command-line settings. Each one overrides the config file's field of
@@ -28,7 +30,7 @@ type Flags struct {
 // Register defines the flags on fs.
 func (f *Flags) Register(fs *flag.FlagSet) {
 	f.fs = fs
-	d := DefaultConfig()
+	d := config.Default()
 	fs.StringVar(&f.Config, "config", "", "path of the YAML configuration file")
 	fs.BoolVar(&f.Watch, "watch", false, "reload the configuration when the file changes (also: SIGHUP, POST /api/reload)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown waits for in-flight requests (shutdown_timeout)")
@@ -52,11 +54,11 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 
 // Load reads the config file (required), applies the flags that were given, and
 // validates the result; errors start with the file's path.
-func (f *Flags) Load() (*Config, error) {
+func (f *Flags) Load() (*config.Config, error) {
 	if f.Config == "" {
-		return nil, fmt.Errorf("gateway: -config: a configuration file is required (see examples/fbdev.yaml)")
+		return nil, fmt.Errorf("sessiongate: -config: a configuration file is required (see examples/fbdev.yaml)")
 	}
-	cfg, err := LoadConfigOverride(f.Config, f.Apply)
+	cfg, err := config.LoadOverride(f.Config, f.Apply)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Config, err)
 	}
@@ -64,7 +66,7 @@ func (f *Flags) Load() (*Config, error) {
 }
 
 // Apply copies the flags that were given on the command line into cfg.
-func (f *Flags) Apply(cfg *Config) {
+func (f *Flags) Apply(cfg *config.Config) {
 	f.fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
 		case "listen":
