@@ -15,6 +15,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
+	"github.com/sessiongate/sessiongate/router"
 )
 
 // Default returns the configuration used for every key the file leaves out.
@@ -55,9 +56,9 @@ func Default() Config {
 			BoundWindow: time.Minute,
 			Cookies:     []string{"JSESSIONID"},
 			URLParam:    "jsessionid",
-			Affinity:    []string{"route", "learned", "hash"},
-			RouteFormat: "auto",
-			Balance:     "round_robin",
+			Affinity:    []string{router.ResolveRoute.String(), router.ResolveLearned.String(), router.ResolveHash.String()},
+			RouteFormat: router.FormatAuto.String(),
+			Balance:     router.BalanceRoundRobin.String(),
 			Learned: Learned{
 				MaxSessions: 1000000,
 				TTL:         30 * time.Minute,
@@ -75,7 +76,7 @@ func defaultHealthCheck() HealthCheck {
 		UnhealthyThreshold: 2,
 		UnhealthyInterval:  time.Second,
 		ExpectedStatus:     "200-399",
-		Start:              "healthy",
+		Start:              router.StartHealthy.String(),
 	}
 }
 
@@ -86,6 +87,19 @@ func defaultPassive() Passive {
 		Ejection:            10 * time.Second,
 		MaxEjection:         5 * time.Minute,
 	}
+}
+
+// defaultGroup is a group whose file gives none of its keys: path_prefix "/", the
+// default health check (no path: no active checks) and passive ejection, drain_timeout
+// 10m.
+func defaultGroup() Group {
+	return Group{PathPrefix: "/", HealthCheck: defaultHealthCheck(), Passive: defaultPassive(), DrainTimeout: 10 * time.Minute}
+}
+
+// defaultMember is a member whose file gives none of its keys: weight 1, ready. Its
+// route, when omitted, is its id (UnmarshalYAML, NewMember).
+func defaultMember() Member {
+	return Member{Weight: 1, State: router.AdminReady.String()}
 }
 
 // groupYAML, healthCheckYAML and memberYAML have the fields of their config types
@@ -100,7 +114,7 @@ type (
 // group in the list starts from its defaults (path_prefix "/", the default health check):
 // keys the file omits keep them, and keys it sets, even to a bad value, replace them.
 func (g *Group) UnmarshalYAML(unmarshal func(any) error) error {
-	v := groupYAML{PathPrefix: "/", HealthCheck: defaultHealthCheck(), Passive: defaultPassive(), DrainTimeout: 10 * time.Minute}
+	v := groupYAML(defaultGroup())
 	if err := unmarshal(&v); err != nil {
 		return err
 	}
@@ -123,7 +137,7 @@ func (h *HealthCheck) UnmarshalYAML(unmarshal func(any) error) error {
 // omitted or empty route is the member id; an explicit weight, even 0, is kept for
 // Validate to judge.
 func (m *Member) UnmarshalYAML(unmarshal func(any) error) error {
-	v := memberYAML{Weight: 1, State: "ready"}
+	v := memberYAML(defaultMember())
 	if err := unmarshal(&v); err != nil {
 		return err
 	}
@@ -682,12 +696,12 @@ func (s *Session) validate(k *checker) {
 	}
 
 	if len(s.Affinity) == 0 {
-		k.add("session.affinity", "[]", "must list at least one of route, learned, hash")
+		k.add("session.affinity", "[]", "must list at least one of "+strings.Join(router.ResolverNames(), ", "))
 	}
 	for i, a := range s.Affinity {
 		path := fmt.Sprintf("session.affinity[%d]", i)
-		if a != "route" && a != "learned" && a != "hash" {
-			k.str(path, a, "want one of route, learned, hash")
+		if _, ok := router.ParseResolver(a); !ok {
+			k.oneOf(path, a, router.ResolverNames()...)
 			continue
 		}
 		for j := range i {
@@ -697,8 +711,8 @@ func (s *Session) validate(k *checker) {
 			}
 		}
 	}
-	k.oneOf("session.route_format", s.RouteFormat, "auto", "websphere", "tomcat")
-	k.oneOf("session.balance", s.Balance, "round_robin", "least_requests")
+	k.oneOf("session.route_format", s.RouteFormat, router.FormatNames()...)
+	k.oneOf("session.balance", s.Balance, router.BalanceNames()...)
 	k.intRange("session.learned.max_sessions", int64(s.Learned.MaxSessions), 1, 1<<31)
 	k.durRange("session.learned.ttl", s.Learned.TTL, time.Second, 720*time.Hour, "1s-720h")
 }
@@ -809,7 +823,7 @@ func validateGroups(k *checker, groups []Group) {
 				routeIDs[m.Route] = j
 			}
 			k.intRange(mp+".weight", int64(m.Weight), 1, 1000)
-			k.oneOf(mp+".state", m.State, "ready", "drain", "maint")
+			k.oneOf(mp+".state", m.State, router.AdminNames()...)
 		}
 		pp := gp + ".passive"
 		k.intRange(pp+".consecutive_failures", int64(g.Passive.ConsecutiveFailures), 0, 1000)
@@ -850,7 +864,7 @@ func validateHealthCheck(k *checker, path string, h *HealthCheck) {
 	if h.Jitter < 0 || h.Interval > 0 && h.Jitter > h.Interval {
 		k.str(path+".jitter", h.Jitter.String(), fmt.Sprintf("out of range 0-%s (interval)", h.Interval))
 	}
-	k.oneOf(path+".start", h.Start, "healthy", "unhealthy")
+	k.oneOf(path+".start", h.Start, router.StartNames()...)
 }
 
 // ParseStatusRange reads "lo-hi" or a single code, within 100-599.
@@ -1000,17 +1014,14 @@ func routeReason(r string) string {
 // (the demo, tests): what a file gets for a group with only name, path_prefix and
 // members. Its health check has no path (no active checks).
 func NewGroup(name, prefix string, members ...Member) Group {
-	return Group{
-		Name:         name,
-		PathPrefix:   prefix,
-		HealthCheck:  defaultHealthCheck(),
-		Passive:      defaultPassive(),
-		DrainTimeout: 10 * time.Minute,
-		Members:      members,
-	}
+	g := defaultGroup()
+	g.Name, g.PathPrefix, g.Members = name, prefix, members
+	return g
 }
 
 // NewMember is a ready member of weight 1 whose route is its id.
 func NewMember(id, address string) Member {
-	return Member{ID: id, Address: address, Route: id, Weight: 1, State: "ready"}
+	m := defaultMember()
+	m.ID, m.Address, m.Route = id, address, id
+	return m
 }

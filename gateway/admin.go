@@ -310,11 +310,10 @@ func (s *Server) groupsStatus() GroupsStatus {
 	}
 	cs := s.cache.Stats()
 	out.Learned = LearnedStatus(cs)
-	for gi, g := range snap.table.Groups {
-		gc := snap.cfg.TargetGroups[gi]
+	for _, g := range snap.table.Groups {
 		gs := GroupStatus{
-			Name: g.Name, Hosts: append([]string{}, gc.Hosts...), PathPrefix: string(g.Prefix),
-			SwitchBack: gc.SwitchBack, Strict: gc.Strict,
+			Name: g.Name, Hosts: append([]string{}, g.Hosts...), PathPrefix: string(g.Prefix),
+			SwitchBack: g.SwitchBack, Strict: g.Strict(),
 		}
 		for _, m := range g.Members {
 			gs.Members = append(gs.Members, s.memberStatus(snap, g, m))

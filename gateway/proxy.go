@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sessiongate/sessiongate/health"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
@@ -142,27 +143,18 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	}
 	st.Inflight.Add(-1)
 	if err != nil {
-		switch k := kindOf(err); {
-		case memberFault(err, k):
-			st.Failures.Add(1)
-			s.health.Failure(st, errKindNames[k])
-		case k == kindMemberBusy, errors.Is(err, errStaleConn):
-			// Our pool was full, or every pooled connection tried was one the member had
-			// closed while idle (fasthttp retries those; a streamed body cannot be): the
-			// member did nothing wrong, but the attempt failed.
-			st.Failures.Add(1)
+		if f, ok := memberFault(err, kindOf(err)); ok {
+			s.health.Observe(st, f)
 		}
 		// Anything else arose from the client's request or in the gateway before the
 		// member could answer: never the member's failure.
 		return err
 	}
-	if snap.eject5xx[m.Index] && resp.StatusCode() >= 500 {
-		s.health.Failure(st, "status 5xx") // answered, so not retried, but a passive failure
-		return nil
+	f := health.OK
+	if resp.StatusCode() >= 500 {
+		f = health.Status5xx // answered, so not retried; a failure where the group ejects on 5xx
 	}
-	if st.Consecutive.Load() != 0 {
-		st.Consecutive.Store(0)
-	}
+	s.health.Observe(st, f)
 	return nil
 }
 
@@ -243,24 +235,36 @@ func targetUserinfo(raw []byte) bool {
 	return bytes.IndexByte(auth, '@') >= 0
 }
 
-// memberFault reports whether a failed attempt is the member's doing and so counts
-// against its passive health: it refused or did not accept the connection, did not
-// answer in time, closed or reset a connection it had accepted the request on, or
-// answered with a head too large or a broken chunked body. Everything else (a body the
-// client stopped sending or made too large, a request fasthttp would not write, our
-// full pool, a pooled connection the member had closed while idle) is not, so that no
-// client can eject a member by what it sends.
-func memberFault(err error, k errKind) bool {
+// memberFault says what a failed attempt tells of its member's health, and whether it
+// tells anything. The member's own doing counts: it refused or did not accept the
+// connection, did not answer in time, closed or reset a connection it had accepted
+// the request on, or answered with a head too large or a broken chunked body. Our full
+// pool, or a pooled connection the member had closed while idle, is a failed attempt
+// that never ejects (Busy). Everything else (a body the client stopped sending or made
+// too large, a request fasthttp would not write) tells nothing, so that no client can
+// eject a member by what it sends.
+func memberFault(err error, k errKind) (health.Fault, bool) {
 	switch k {
-	case kindConnect, kindMemberTimeout, kindHeaderTooLarge:
-		return true
+	case kindConnect:
+		return health.Connect, true
+	case kindMemberTimeout:
+		return health.Timeout, true
+	case kindHeaderTooLarge:
+		return health.Broken, true
+	case kindMemberBusy:
+		return health.Busy, true
 	case kindMemberClosed:
-		return !errors.Is(err, errStaleConn)
+		if errors.Is(err, errStaleConn) {
+			return health.Busy, true
+		}
+		return health.Closed, true
 	case kindMemberError:
 		var broken fasthttp.ErrBrokenChunk
-		return errors.As(err, &broken)
+		if errors.As(err, &broken) {
+			return health.Broken, true
+		}
 	}
-	return false
+	return health.OK, false
 }
 
 // retryable reports whether a failed attempt may go to another member: always when the

@@ -39,7 +39,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	applyAdminStates(cfg, snap.table, old.cfg)
 	// States first (a new member with start: unhealthy is down before any request can
 	// see it), then the snapshot.
-	s.health.Update(healthTargets(cfg, snap.table))
+	s.health.Update(snap.targets)
 	s.snap.Store(snap)
 	if lvl, err := zerolog.ParseLevel(cfg.Log.Level); err == nil {
 		SetLogLevel(lvl)

@@ -61,7 +61,9 @@ type snapshot struct {
 	maxBody      int64
 	retry        config.Retry
 	replayMax    int    // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
-	eject5xx     []bool // by router.Member.Index: 5xx answers count as passive failures
+	// targets are what the health checker watches, compiled with the table: each
+	// member with its group's active check, passive ejection and drain settings.
+	targets []health.Target
 	accessOn     bool
 	accessSample uint64
 }
@@ -69,7 +71,7 @@ type snapshot struct {
 // counters are the gateway-wide outcome counters (per member ones are in router.MemberState).
 type counters struct {
 	requests atomic.Uint64
-	outcomes [8]atomic.Uint64 // by router.Outcome
+	outcomes [router.NumOutcomes]atomic.Uint64
 	errors   [numErrKinds]atomic.Uint64
 	learned  atomic.Uint64
 	moves    [router.NumMoveReasons]atomic.Uint64 // sessions moved, by reason
@@ -112,7 +114,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s.reloads.hash.Store(configHash(cfg))
 	applyAdminStates(cfg, snap.table, nil)
 	s.health = health.New(log, cfg.Session.BoundWindow)
-	s.health.Update(healthTargets(cfg, snap.table))
+	s.health.Update(snap.targets)
 	s.srv = s.newServer(cfg)
 	if cfg.Admin.Listen != "" {
 		s.admin = s.newAdminServer()
@@ -135,26 +137,19 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 	if cfg.Session.Header != "" {
 		spec.Key.Header = []byte(cfg.Session.Header)
 	}
-	var ok bool
-	if spec.Balance, ok = router.ParseBalance(cfg.Session.Balance); !ok {
-		return nil, fmt.Errorf("gateway: session.balance: %q: unknown balancer", cfg.Session.Balance)
-	}
-	format, ok := router.ParseFormat(cfg.Session.RouteFormat)
-	if !ok {
-		return nil, fmt.Errorf("gateway: session.route_format: %q: unknown format", cfg.Session.RouteFormat)
-	}
+	// The config is validated: every name parses.
+	spec.Balance, _ = router.ParseBalance(cfg.Session.Balance)
+	format, _ := router.ParseFormat(cfg.Session.RouteFormat)
 	learn := false
-	for i, name := range cfg.Session.Affinity {
-		switch name {
-		case "route":
+	for _, name := range cfg.Session.Affinity {
+		switch r, _ := router.ParseResolver(name); r {
+		case router.ResolveRoute:
 			spec.Chain = append(spec.Chain, router.RouteResolver(format))
-		case "learned":
+		case router.ResolveLearned:
 			spec.Chain = append(spec.Chain, router.LearnedResolver(s.cache))
 			learn = true
-		case "hash":
+		case router.ResolveHash:
 			spec.Chain = append(spec.Chain, router.HashResolver())
-		default:
-			return nil, fmt.Errorf("gateway: session.affinity[%d]: %q: unknown resolver", i, name)
 		}
 	}
 	for _, g := range cfg.TargetGroups {
@@ -185,16 +180,11 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 		maxBody:      cfg.Server.MaxBodyBytes,
 		retry:        cfg.Retry,
 		replayMax:    min(cfg.Retry.RetryBuffer, cfg.Server.BufferBodyBytes),
-		eject5xx:     make([]bool, len(table.Members)),
 		accessOn:     cfg.Log.Access,
 		accessSample: uint64(max(cfg.Log.AccessSample, 1)),
 	}
 	snap.cookieNames = append(snap.cookieNames, cfg.Session.Cookies...)
-	for gi, g := range table.Groups {
-		for _, m := range g.Members {
-			snap.eject5xx[m.Index] = cfg.TargetGroups[gi].Passive.Eject5xx
-		}
-	}
+	snap.targets = healthTargets(cfg, table)
 	for _, m := range table.Members {
 		if c, ok := old[m.ID+"\x00"+m.Addr]; ok {
 			snap.clients[m.Index] = c
@@ -379,42 +369,43 @@ func (s *Server) Cache() *sessioncache.Cache { return s.cache }
 func (s *Server) Table() *router.Table { return s.snap.Load().table }
 
 // healthTargets lists what the checker watches: every member of every group, with
-// that group's active check, passive ejection and drain settings.
+// that group's active check, passive ejection and drain settings. It is the one place
+// that reads a group's config beside its compiled group (t.Groups[gi] is
+// cfg.TargetGroups[gi]); everything after reads the snapshot.
 func healthTargets(cfg *config.Config, t *router.Table) []health.Target {
 	var ts []health.Target
-	for gi, g := range cfg.TargetGroups {
-		hc := g.HealthCheck
+	for gi, g := range t.Groups {
+		gc := &cfg.TargetGroups[gi]
+		hc := gc.HealthCheck
 		lo, hi, _ := config.ParseStatusRange(hc.ExpectedStatus)
-		peers := make([]*router.MemberState, 0, len(t.Groups[gi].Members))
-		for _, m := range t.Groups[gi].Members {
+		start, _ := router.ParseStart(hc.Start)
+		check := health.Check{
+			Path:              hc.Path,
+			Interval:          hc.Interval,
+			UnhealthyInterval: hc.UnhealthyInterval,
+			Timeout:           hc.Timeout,
+			Jitter:            hc.Jitter,
+			Rise:              hc.HealthyThreshold,
+			Fall:              hc.UnhealthyThreshold,
+			StatusLo:          lo,
+			StatusHi:          hi,
+			HostValue:         hc.Host,
+			StartUnhealthy:    start == router.StartUnhealthy,
+		}
+		passive := health.Passive{
+			Failures:    gc.Passive.ConsecutiveFailures,
+			Eject5xx:    gc.Passive.Eject5xx,
+			Ejection:    gc.Passive.Ejection,
+			MaxEjection: gc.Passive.MaxEjection,
+		}
+		peers := make([]*router.MemberState, 0, len(g.Members))
+		for _, m := range g.Members {
 			peers = append(peers, m.State)
 		}
-		for _, m := range t.Groups[gi].Members {
+		for _, m := range g.Members {
 			ts = append(ts, health.Target{
-				Group:  g.Name,
-				Member: m.ID,
-				Addr:   m.Addr,
-				State:  m.State,
-				Peers:  peers,
-				Check: health.Check{
-					Path:              hc.Path,
-					Interval:          hc.Interval,
-					UnhealthyInterval: hc.UnhealthyInterval,
-					Timeout:           hc.Timeout,
-					Jitter:            hc.Jitter,
-					Rise:              hc.HealthyThreshold,
-					Fall:              hc.UnhealthyThreshold,
-					StatusLo:          lo,
-					StatusHi:          hi,
-					HostValue:         hc.Host,
-					StartUnhealthy:    hc.Start == "unhealthy",
-				},
-				Passive: health.Passive{
-					Failures:    g.Passive.ConsecutiveFailures,
-					Ejection:    g.Passive.Ejection,
-					MaxEjection: g.Passive.MaxEjection,
-				},
-				DrainTimeout: g.DrainTimeout,
+				Group: g.Name, Member: m.ID, Addr: m.Addr, State: m.State, Peers: peers,
+				Check: check, Passive: passive, DrainTimeout: gc.DrainTimeout,
 			})
 		}
 	}
@@ -433,14 +424,17 @@ func applyAdminStates(cfg *config.Config, t *router.Table, old *config.Config) {
 			}
 		}
 	}
-	for gi, g := range cfg.TargetGroups {
-		for mi, mc := range g.Members {
+	byID := make(map[string]*router.Member, len(t.Members))
+	for _, m := range t.Members {
+		byID[m.ID] = m
+	}
+	for _, g := range cfg.TargetGroups {
+		for _, mc := range g.Members {
 			if p, ok := prev[mc.ID]; ok && p == mc.State {
 				continue
 			}
-			if a, ok := router.ParseAdmin(mc.State); ok {
-				t.Groups[gi].Members[mi].State.SetAdmin(a)
-			}
+			a, _ := router.ParseAdmin(mc.State) // validated
+			byID[mc.ID].State.SetAdmin(a)
 		}
 	}
 }

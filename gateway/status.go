@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"html/template"
 	"strings"
+
+	"github.com/sessiongate/sessiongate/router"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -123,9 +125,9 @@ func statusGroupMeta(g GroupStatus) string {
 // statusStateClass is the badge colour of an administrative state.
 func statusStateClass(m MemberStatus) string {
 	switch m.State {
-	case "ready":
+	case router.AdminReady.String():
 		return "ok"
-	case "drain":
+	case router.AdminDrain.String():
 		return "warn"
 	default:
 		return "info"

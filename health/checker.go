@@ -39,6 +39,8 @@ type Check struct {
 type Passive struct {
 	// Failures in a row eject a member; 0 turns passive ejection off.
 	Failures int
+	// Eject5xx counts 5xx answers (Status5xx) as failures; without it they are successes.
+	Eject5xx bool
 	// Ejection is the first ejection's length without active checks; it doubles with
 	// each ejection in a row, up to MaxEjection.
 	Ejection, MaxEjection time.Duration
@@ -74,6 +76,8 @@ type Checker struct {
 
 	mu      sync.Mutex
 	members map[string]*watched // by member id
+	// byState is members by state, republished by Update, for Observe to read unlocked.
+	byState atomic.Pointer[map[*router.MemberState]*watched]
 	// ejectMu makes "count the usable peers, then eject" one step, so that two members
 	// failing at once cannot both be ejected past the last usable one.
 	ejectMu sync.Mutex
@@ -91,7 +95,9 @@ type Checker struct {
 
 // watched is one member under watch. Fields after mu are guarded by it.
 type watched struct {
-	t      Target
+	// passive is t.Passive, readable without mu by Observe.
+	passive atomic.Pointer[Passive]
+	t       Target
 	client *fasthttp.HostClient
 	log    zerolog.Logger
 	n      *counts // the member id's counters, shared with the watched it replaced
@@ -165,6 +171,8 @@ func (c *Checker) Update(ts []Target) {
 			same := w.t.Addr == t.Addr && w.t.Check == t.Check && w.t.State == t.State
 			w.t.Peers, w.t.Passive, w.t.DrainTimeout = t.Peers, t.Passive, t.DrainTimeout
 			w.mu.Unlock()
+			p := t.Passive
+			w.passive.Store(&p)
 			if same {
 				continue
 			}
@@ -200,6 +208,11 @@ func (c *Checker) Update(ts []Target) {
 			delete(c.members, id)
 		}
 	}
+	byState := make(map[*router.MemberState]*watched, len(c.members))
+	for _, w := range c.members {
+		byState[w.t.State] = w
+	}
+	c.byState.Store(&byState)
 	c.mu.Unlock()
 	c.poke()
 }
@@ -212,6 +225,8 @@ func (c *Checker) newWatched(t Target) *watched {
 		c.counts[t.Member] = n
 	}
 	w := &watched{t: t, n: n, index: -1, log: c.log.With().Str("group", t.Group).Str("member", t.Member).Logger()}
+	p := t.Passive
+	w.passive.Store(&p)
 	if t.Check.Path != "" {
 		timeout := t.Check.Timeout
 		w.client = &fasthttp.HostClient{
@@ -482,18 +497,75 @@ func (c *Checker) maintain(now time.Time) {
 	}
 }
 
-// Failure records a failed request to the member with state st (passive health): after
-// passive.failures in a row the member is ejected, unless it is the last usable member
-// of its group (panic mode: routing to all beats routing to none). Called off the
-// steady-state path, on failures only.
-func (c *Checker) Failure(st *router.MemberState, reason string) {
-	n := int(st.Consecutive.Add(1))
-	c.mu.Lock()
-	w, ok := c.members[st.ID()]
-	c.mu.Unlock()
-	if !ok {
+// Fault is what one attempt of a real request says about its member's health. The
+// gateway classifies; the Checker alone counts, resets and ejects (Observe).
+type Fault uint8
+
+const (
+	// OK: the member answered.
+	OK Fault = iota
+	// Status5xx: it answered with a 5xx status, a failure where the group ejects on 5xx.
+	Status5xx
+	// Busy: the attempt failed for want of a connection (the pool was full, or every
+	// pooled connection was one the member had closed while idle): counted as a failed
+	// attempt, never towards ejection.
+	Busy
+	// Connect: it refused or did not accept the connection in time.
+	Connect
+	// Timeout: it did not answer in time.
+	Timeout
+	// Closed: it closed or reset the connection the request went out on.
+	Closed
+	// Broken: its answer could not be read (a head too large, a broken chunk).
+	Broken
+	// NumFaults sizes arrays indexed by Fault.
+	NumFaults
+)
+
+var faultNames = [NumFaults]string{"ok", "status_5xx", "busy", "connect", "timeout", "closed", "broken"}
+
+// String returns the fault's name as logged.
+func (f Fault) String() string { return faultNames[f] }
+
+// Observe records one attempt of a real request on st's member. OK (and Status5xx
+// where the group does not eject on 5xx) ends the member's run of failures; Busy
+// counts a failed attempt; any other fault counts one, extends the run and ejects the
+// member once the run reaches its group's consecutive_failures, unless it is the last
+// usable member of the group (panic mode). It takes no lock on success, nor on a
+// failure that does not eject; it is safe for concurrent use and does not allocate.
+func (c *Checker) Observe(st *router.MemberState, f Fault) {
+	var w *watched
+	if m := c.byState.Load(); m != nil {
+		w = (*m)[st]
+	}
+	var p *Passive
+	if w != nil {
+		p = w.passive.Load()
+	}
+	if f == Status5xx && (p == nil || !p.Eject5xx) {
+		f = OK
+	}
+	switch f {
+	case OK:
+		if st.Consecutive.Load() != 0 {
+			st.Consecutive.Store(0)
+		}
+		return
+	case Busy:
+		st.Failures.Add(1)
 		return
 	}
+	st.Failures.Add(1)
+	n := int(st.Consecutive.Add(1))
+	if p == nil || p.Failures == 0 || n < p.Failures || st.Ejected() {
+		return
+	}
+	c.failure(w, st, n, f.String())
+}
+
+// failure ejects w's member after its n-th failure in a row, if its passive settings
+// say so and a peer can take its sessions.
+func (c *Checker) failure(w *watched, st *router.MemberState, n int, reason string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	p := w.t.Passive

@@ -196,13 +196,13 @@ func TestPassiveEjectionWithoutActiveChecks(t *testing.T) {
 		{Group: "g", Member: "n1", Addr: "127.0.0.1:1", State: peers[0], Peers: peers, Passive: p},
 		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
 	})
-	c.Failure(peers[0], "connect")
-	c.Failure(peers[0], "connect")
+	c.Observe(peers[0], Connect)
+	c.Observe(peers[0], Connect)
 	if peers[0].Ejected() {
 		t.Fatal("ejected after 2 failures, want 3")
 	}
 	start := time.Now()
-	c.Failure(peers[0], "connect")
+	c.Observe(peers[0], Connect)
 	if !peers[0].Ejected() || peers[0].UsableBound() {
 		t.Fatal("not ejected after 3 failures")
 	}
@@ -213,7 +213,7 @@ func TestPassiveEjectionWithoutActiveChecks(t *testing.T) {
 	// A second ejection in a row lasts twice as long.
 	start = time.Now()
 	for range 3 {
-		c.Failure(peers[0], "connect")
+		c.Observe(peers[0], Connect)
 	}
 	waitFor(t, "second ejection to end", func() bool { return !peers[0].Ejected() })
 	if d := time.Since(start); d < 400*time.Millisecond {
@@ -236,7 +236,7 @@ func TestPassiveNeverEjectsLastUsableMember(t *testing.T) {
 	})
 	peers[1].SetHealthy(false)
 	for range 10 {
-		c.Failure(peers[0], "connect")
+		c.Observe(peers[0], Connect)
 	}
 	if peers[0].Ejected() {
 		t.Fatal("the last usable member was ejected")
@@ -257,7 +257,7 @@ func TestPassiveEjectionEndsOnActiveCheck(t *testing.T) {
 		{Group: "g", Member: "n1", Addr: m.addr, State: peers[0], Peers: peers, Passive: p, Check: ck},
 		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
 	})
-	c.Failure(peers[0], "timeout")
+	c.Observe(peers[0], Timeout)
 	if !peers[0].Ejected() {
 		t.Fatal("not ejected")
 	}

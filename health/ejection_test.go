@@ -17,7 +17,7 @@ func TestEjectionEndsAfterAddressChange(t *testing.T) {
 		{Group: "g", Member: "n1", Addr: "127.0.0.1:1", State: peers[0], Peers: peers, Passive: p},
 		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
 	})
-	c.Failure(peers[0], "connect")
+	c.Observe(peers[0], Connect)
 	if !peers[0].Ejected() {
 		t.Fatal("not ejected")
 	}
@@ -41,7 +41,7 @@ func TestEjectionEndsAfterCheckRemoved(t *testing.T) {
 		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
 	})
 	waitFor(t, "first check", func() bool { return m.checks.Load() > 0 })
-	c.Failure(peers[0], "connect")
+	c.Observe(peers[0], Connect)
 	if !peers[0].Ejected() {
 		t.Fatal("not ejected")
 	}
@@ -64,7 +64,7 @@ func TestEjectionEndsAfterRemoveAndReadd(t *testing.T) {
 		{Group: "g", Member: "n2", Addr: "127.0.0.1:2", State: peers[1], Peers: peers, Passive: p},
 	}
 	c.Update(both)
-	c.Failure(peers[0], "connect")
+	c.Observe(peers[0], Connect)
 	if !peers[0].Ejected() {
 		t.Fatalf("n1 Ejected() after Failure with Passive.Failures %d = false, want true", p.Failures)
 	}

@@ -24,7 +24,7 @@ func TestPanicModeUnderConcurrentFailures(t *testing.T) {
 		start := make(chan struct{})
 		for _, st := range peers {
 			wg.Add(1)
-			go func() { defer wg.Done(); <-start; c.Failure(st, "connect") }()
+			go func() { defer wg.Done(); <-start; c.Observe(st, Connect) }()
 		}
 		close(start)
 		wg.Wait()

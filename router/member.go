@@ -23,22 +23,16 @@ const (
 
 var adminNames = [...]string{"ready", "drain", "maint"}
 
+// AdminNames are the administrative states' config and API names, in Admin order.
+func AdminNames() []string { return adminNames[:] }
+
 // String returns the state's config and API name.
-func (a Admin) String() string {
-	if int(a) < len(adminNames) {
-		return adminNames[a]
-	}
-	return "unknown"
-}
+func (a Admin) String() string { return nameOf(adminNames[:], int(a)) }
 
 // ParseAdmin maps "ready", "drain" or "maint" to an Admin state.
 func ParseAdmin(s string) (Admin, bool) {
-	for i, n := range adminNames {
-		if s == n {
-			return Admin(i), true
-		}
-	}
-	return AdminReady, false
+	i, ok := indexOf(adminNames[:], s)
+	return Admin(i), ok
 }
 
 // flags layout: bit 0 down (failed active checks); bits 1-2 Admin; bit 3 ejected

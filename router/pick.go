@@ -21,10 +21,11 @@ const (
 	// OutcomeMoved: the key was bound to a member that cannot serve it now and the
 	// request went to its failover member.
 	OutcomeMoved
-	numOutcomes
+	// NumOutcomes sizes arrays indexed by Outcome.
+	NumOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"none", "route", "learned", "hash", "balanced", "moved"}
+var outcomeNames = [NumOutcomes]string{"none", "route", "learned", "hash", "balanced", "moved"}
 
 // String returns the outcome's name as used in logs and metrics.
 func (o Outcome) String() string { return outcomeNames[o] }
@@ -418,15 +419,21 @@ const (
 	BalanceLeastRequests
 )
 
-// ParseBalance maps a session.balance config value to a Balance.
+var balanceNames = [...]string{"round_robin", "least_requests"}
+
+// BalanceNames are the session.balance values, in Balance order.
+func BalanceNames() []string { return balanceNames[:] }
+
+// String returns the balancer's config name.
+func (b Balance) String() string { return nameOf(balanceNames[:], int(b)) }
+
+// ParseBalance maps a session.balance config value ("" is round_robin) to a Balance.
 func ParseBalance(s string) (Balance, bool) {
-	switch s {
-	case "round_robin", "":
+	if s == "" {
 		return BalanceRoundRobin, true
-	case "least_requests":
-		return BalanceLeastRequests, true
 	}
-	return BalanceRoundRobin, false
+	i, ok := indexOf(balanceNames[:], s)
+	return Balance(i), ok
 }
 
 func (g *Group) balanced() (*Member, Outcome) {

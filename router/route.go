@@ -14,17 +14,21 @@ const (
 	FormatTomcat
 )
 
-// ParseFormat maps a route_format config value to a Format.
+var formatNames = [...]string{"auto", "websphere", "tomcat"}
+
+// FormatNames are the route_format values, in Format order.
+func FormatNames() []string { return formatNames[:] }
+
+// String returns the format's config name.
+func (f Format) String() string { return nameOf(formatNames[:], int(f)) }
+
+// ParseFormat maps a route_format config value ("" is auto) to a Format.
 func ParseFormat(s string) (Format, bool) {
-	switch s {
-	case "auto", "":
+	if s == "" {
 		return FormatAuto, true
-	case "websphere":
-		return FormatWebSphere, true
-	case "tomcat":
-		return FormatTomcat, true
 	}
-	return FormatAuto, false
+	i, ok := indexOf(formatNames[:], s)
+	return Format(i), ok
 }
 
 // PeekRoutes returns the part of a session key that lists route ids: for WebSphere the

@@ -66,9 +66,13 @@ type Member struct {
 
 // Group is one target group in a Table.
 type Group struct {
-	Name    string
-	Prefix  []byte
-	Members []*Member
+	Name string
+	// Hosts are the host names the group answers, as configured (empty: any).
+	Hosts []string
+	// SwitchBack is the group's switch_back (see GroupSpec); Strict() its strict.
+	SwitchBack bool
+	Prefix     []byte
+	Members    []*Member
 	// Index is the group's position in Table.Groups.
 	Index int
 
@@ -102,49 +106,58 @@ type wildHost struct {
 // accept any host. DNS names are at most 253 bytes.
 const maxHost = 255
 
+// ErrSpec is a Spec that breaks what the router relies on. Specs come from a config
+// that config.Validate accepted, which reports such problems to the user with the
+// file's key path and line; an ErrSpec from NewTable is a bug in the caller.
+var ErrSpec = errors.New("router: invalid spec")
+
 // NewTable compiles a Spec. Member runtime states come from states, by id, so that a
 // new Table carries the health and drain state of the members it shares with the old one.
+// It checks only the invariants the router relies on (ErrSpec); validating a config
+// is config's job.
 func NewTable(spec Spec, states *States) (*Table, error) {
 	if len(spec.Groups) == 0 {
-		return nil, errors.New("router: target_groups: no group")
+		return nil, fmt.Errorf("%w: no group", ErrSpec)
 	}
 	if len(spec.Chain) == 0 {
-		return nil, errors.New("router: session.affinity: empty resolver chain")
+		return nil, fmt.Errorf("%w: empty resolver chain", ErrSpec)
 	}
 	t := &Table{Key: spec.Key, exact: map[string][]*Group{}}
 	wild := map[string][]*Group{}
 	for gi, gs := range spec.Groups {
 		if len(gs.Members) == 0 {
-			return nil, fmt.Errorf("router: target_groups[%d].members: group %q has no member", gi, gs.Name)
+			return nil, fmt.Errorf("%w: group %d (%q): no member", ErrSpec, gi, gs.Name)
 		}
 		prefix := gs.PathPrefix
 		if prefix == "" {
 			prefix = "/"
 		}
 		if prefix[0] != '/' {
-			return nil, fmt.Errorf("router: target_groups[%d].path_prefix: %q: must start with /", gi, prefix)
+			return nil, fmt.Errorf("%w: group %d (%q): prefix %q does not start with /", ErrSpec, gi, gs.Name, prefix)
 		}
 		g := &Group{
-			Name:    gs.Name,
-			Prefix:  []byte(prefix),
-			Index:   gi,
-			chain:   groupChain(spec.Chain, gs.SwitchBack),
-			balance: spec.Balance,
-			strict:  gs.Strict,
-			byRoute: map[string]int{},
+			Name:       gs.Name,
+			Hosts:      append([]string(nil), gs.Hosts...),
+			SwitchBack: gs.SwitchBack,
+			Prefix:     []byte(prefix),
+			Index:      gi,
+			chain:      groupChain(spec.Chain, gs.SwitchBack),
+			balance:    spec.Balance,
+			strict:     gs.Strict,
+			byRoute:    map[string]int{},
 		}
 		_, g.hashed = spec.Chain[len(spec.Chain)-1].Resolver.(hashResolver)
 		equal := true
 		for mi, ms := range gs.Members {
 			if ms.Weight <= 0 {
-				return nil, fmt.Errorf("router: target_groups[%d].members[%d].weight: %d: must be positive", gi, mi, ms.Weight)
+				return nil, fmt.Errorf("%w: group %d member %d (%q): weight %d is not positive", ErrSpec, gi, mi, ms.ID, ms.Weight)
 			}
 			route := ms.Route
 			if route == "" {
 				route = ms.ID
 			}
 			if _, dup := g.byRoute[route]; dup {
-				return nil, fmt.Errorf("router: target_groups[%d].members[%d].route: %q: duplicate route", gi, mi, route)
+				return nil, fmt.Errorf("%w: group %d member %d (%q): route %q is not unique", ErrSpec, gi, mi, ms.ID, route)
 			}
 			m := &Member{
 				ID:     ms.ID,

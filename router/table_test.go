@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,22 +39,22 @@ func TestNewTableErrors(t *testing.T) {
 		spec Spec
 		want string // substring naming the field
 	}{
-		{"no group", Spec{Chain: chain}, "target_groups: no group"},
-		{"empty chain", Spec{Groups: []GroupSpec{group("a", m("m1", "", 1))}}, "session.affinity: empty resolver chain"},
+		{"no group", Spec{Chain: chain}, "no group"},
+		{"empty chain", Spec{Groups: []GroupSpec{group("a", m("m1", "", 1))}}, "empty resolver chain"},
 		{"group without member", Spec{Chain: chain, Groups: []GroupSpec{group("a", m("m1", "", 1)), group("b")}},
-			`target_groups[1].members: group "b" has no member`},
+			`group 1 ("b"): no member`},
 		{"path prefix without slash", Spec{Chain: chain, Groups: []GroupSpec{
 			{Name: "a", PathPrefix: "fb", Members: []MemberSpec{m("m1", "", 1)}}}},
-			`target_groups[0].path_prefix: "fb": must start with /`},
+			`group 0 ("a"): prefix "fb" does not start with /`},
 		{"zero weight", Spec{Chain: chain, Groups: []GroupSpec{group("a", m("m1", "", 1), m("m2", "", 0))}},
-			"target_groups[0].members[1].weight: 0: must be positive"},
+			`group 0 member 1 ("m2"): weight 0 is not positive`},
 		{"negative weight", Spec{Chain: chain, Groups: []GroupSpec{group("a", m("m1", "", -2))}},
-			"target_groups[0].members[0].weight: -2: must be positive"},
+			`group 0 member 0 ("m1"): weight -2 is not positive`},
 		{"duplicate route", Spec{Chain: chain, Groups: []GroupSpec{group("a", m("m1", "r1", 1), m("m2", "r1", 1))}},
-			`target_groups[0].members[1].route: "r1": duplicate route`},
+			`group 0 member 1 ("m2"): route "r1" is not unique`},
 		{"route equal to another member's default route", Spec{Chain: chain, Groups: []GroupSpec{
 			group("a", m("m1", "", 1), m("m2", "m1", 1))}},
-			`target_groups[0].members[1].route: "m1": duplicate route`},
+			`group 0 member 1 ("m2"): route "m1" is not unique`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,8 +62,8 @@ func TestNewTableErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("NewTable(%s) = %v, nil; want error naming %q", tc.name, tab, tc.want)
 			}
-			if msg := err.Error(); !strings.HasPrefix(msg, "router: ") || !strings.Contains(msg, tc.want) {
-				t.Errorf("NewTable(%s) error = %q, want it to start with \"router: \" and contain %q", tc.name, msg, tc.want)
+			if msg := err.Error(); !errors.Is(err, ErrSpec) || !strings.Contains(msg, tc.want) {
+				t.Errorf("NewTable(%s) error = %q, want ErrSpec naming %q", tc.name, msg, tc.want)
 			}
 		})
 	}
