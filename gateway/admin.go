@@ -137,7 +137,7 @@ func (s *Server) handleReload(ctx *fasthttp.RequestCtx) {
 // handleLogLevel is GET /api/log-level and PUT or POST /api/log-level {"level":"debug"}.
 func (s *Server) handleLogLevel(ctx *fasthttp.RequestCtx) {
 	if ctx.IsGet() {
-		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"level": logLevel().String()})
+		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"level": s.LogLevel().String()})
 		return
 	}
 	if !ctx.IsPut() && !ctx.IsPost() {
@@ -162,8 +162,8 @@ func (s *Server) handleLogLevel(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	l, _ := zerolog.ParseLevel(body.Level)
-	from := logLevel()
-	SetLogLevel(l)
+	from := s.LogLevel()
+	s.SetLogLevel(l)
 	s.log.WithLevel(zerolog.NoLevel).Str("from", from.String()).Str("to", l.String()).Msg("admin: log level changed")
 	writeJSON(ctx, fasthttp.StatusOK, map[string]string{"level": l.String()})
 }

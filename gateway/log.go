@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -11,8 +12,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// NewLogger builds the process logger from log.level and log.format, writing to w. The
-// level is zerolog's process-wide one, so that the admin API and reloads can change it.
+// NewLogger builds the process logger from log.level and log.format, writing to w, at
+// log.level. A Server built with it keeps a level of its own (see levelSampler), which
+// the admin API and reloads change; no zerolog process-wide setting is touched.
 func NewLogger(cfg config.Log, w io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(cfg.Level)
 	if err != nil || cfg.Level == "" {
@@ -25,11 +27,29 @@ func NewLogger(cfg config.Log, w io.Writer) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), fmt.Errorf("gateway: log.format: %q: want json or console", cfg.Format)
 	}
-	zerolog.DurationFieldUnit = time.Millisecond
-	zerolog.DurationFieldInteger = false
-	SetLogLevel(level) // run-time changes go through the admin API (PUT /api/log-level)
-	return zerolog.New(w).With().Timestamp().Logger(), nil
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
+
+// levelSampler is a Server's run-time log level. zerolog asks a logger's sampler before
+// it builds an event, so a level it refuses costs what a disabled zerolog level costs;
+// every logger the Server derives (access, health, members) shares it.
+type levelSampler struct{ level atomic.Int32 }
+
+func newLevelSampler(l zerolog.Level) *levelSampler {
+	s := &levelSampler{}
+	s.level.Store(int32(l))
+	return s
+}
+
+// Sample reports whether events at lvl are logged.
+func (s *levelSampler) Sample(lvl zerolog.Level) bool { return lvl >= zerolog.Level(s.level.Load()) }
+
+func (s *levelSampler) set(l zerolog.Level) { s.level.Store(int32(l)) }
+
+func (s *levelSampler) get() zerolog.Level { return zerolog.Level(s.level.Load()) }
+
+// ms is a duration in milliseconds, the unit of every duration in the logs.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // logAccess writes the access log line of one request, with typed fields only (no
 // Msgf: a disabled Msgf still allocates). Sampling keeps one success in
@@ -63,7 +83,7 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.
 		e.Str("member", m.ID)
 	}
 	e.Str("affinity", outcome.String()).
-		Dur("duration", time.Since(start)).
+		Float64("duration", ms(time.Since(start))).
 		Int("bytes", ctx.Response.Header.ContentLength())
 	if err != nil {
 		e.Str("error_kind", errKindNames[kindOf(err)]).Err(err)

@@ -27,7 +27,7 @@ import (
 // false, and the runtime's poller wakes it when the answer arrives. The reset comes
 // before the write, so no readiness the answer causes can be lost.
 //
-// A connection idle for more than a tick of memberClock (100-200ms: longer than any
+// A connection idle for more than a tick of its Server's clock (100-200ms: longer than any
 // request-to-request gap under load, shorter than members' keep-alive timeouts) is
 // checked before its request goes out: one non-blocking read. A member that closed it
 // while it sat in the pool (its keep-alive timeout) shows as end of stream, a reset, or
@@ -49,7 +49,8 @@ type memberConn struct {
 	rc       syscall.RawConn
 	pending  []byte // written, not yet sent
 	held     bool   // a Write was kept since the last Read: the next ones go out
-	lastRead uint32 // memberClock when the last Read began
+	clock    *ticker
+	lastRead uint32 // clock when the last Read began
 	idle     bool   // this request's connection sat idle: checked, and read first
 	readFn   func(fd uintptr) bool
 	checkFn  func(fd uintptr)
@@ -68,13 +69,41 @@ type memberConn struct {
 // a request's headers and a small body.
 const pendingMax = 4096
 
-// memberClock counts 100ms ticks from the first member connection on.
-var (
-	memberClock     atomic.Uint32
-	memberClockOnce sync.Once
-)
+// ticker counts 100ms ticks, for the idle test of member connections without a clock
+// read per request. Each Server has one, started by New and stopped by Shutdown.
+type ticker struct {
+	n    atomic.Uint32
+	stop chan struct{}
+	once sync.Once
+}
 
-func newMemberConn(c net.Conn) net.Conn {
+func newTicker() *ticker {
+	t := &ticker{stop: make(chan struct{})}
+	go func() {
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-tk.C:
+				t.n.Add(1)
+			case <-t.stop:
+				return
+			}
+		}
+	}()
+	return t
+}
+
+// Load is the number of ticks so far.
+func (t *ticker) Load() uint32 { return t.n.Load() }
+
+// Add moves the count on (tests).
+func (t *ticker) Add(d uint32) { t.n.Add(d) }
+
+// Stop ends the ticking; the count stays readable.
+func (t *ticker) Stop() { t.once.Do(func() { close(t.stop) }) }
+
+func newMemberConn(c net.Conn, clock *ticker) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -83,14 +112,7 @@ func newMemberConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	memberClockOnce.Do(func() {
-		go func() {
-			for range time.Tick(100 * time.Millisecond) {
-				memberClock.Add(1)
-			}
-		}()
-	})
-	mc := &memberConn{Conn: c, rc: rc, pending: make([]byte, 0, pendingMax), lastRead: memberClock.Load()}
+	mc := &memberConn{Conn: c, rc: rc, clock: clock, pending: make([]byte, 0, pendingMax), lastRead: clock.Load()}
 	mc.readFn = mc.readStep
 	mc.checkFn = mc.checkStep
 	return mc
@@ -116,7 +138,7 @@ const memberAttempts = math.MaxInt32
 // that sat idle is refused with errStaleConn if the member closed it meanwhile.
 func (c *memberConn) Write(p []byte) (int, error) {
 	if !c.held {
-		c.idle = memberClock.Load()-c.lastRead > 1
+		c.idle = c.clock.Load()-c.lastRead > 1
 		if c.idle && c.stale() {
 			return 0, errStaleConn
 		}
@@ -145,7 +167,7 @@ func (c *memberConn) flush() error {
 // Read sends what is kept, then waits for the answer and reads it.
 func (c *memberConn) Read(p []byte) (int, error) {
 	c.held = false
-	c.lastRead = memberClock.Load()
+	c.lastRead = c.clock.Load()
 	if len(c.pending) == 0 {
 		return c.Conn.Read(p)
 	}

@@ -35,7 +35,9 @@ func memberConnPair(t *testing.T) (*memberConn, *net.TCPConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc, ok := newMemberConn(c).(*memberConn)
+	clock := newTicker()
+	t.Cleanup(clock.Stop)
+	mc, ok := newMemberConn(c, clock).(*memberConn)
 	if !ok {
 		t.Fatal("newMemberConn did not wrap a TCP connection")
 	}
@@ -111,7 +113,7 @@ func TestMemberConnStaleIdle(t *testing.T) {
 			mc, peer := memberConnPair(t)
 			tc.close(peer)
 			waitReadable(t, mc)
-			memberClock.Add(2) // the connection was idle for two ticks
+			mc.clock.Add(2) // the connection was idle for two ticks
 			n, err := mc.Write([]byte("POST / HTTP/1.1\r\n\r\n"))
 			if n != 0 || !errors.Is(err, errStaleConn) {
 				t.Fatalf("Write = %d, %v; want 0, errStaleConn", n, err)
@@ -125,7 +127,7 @@ func TestMemberConnStaleIdle(t *testing.T) {
 	// (fasthttp sets the next one after writing) is not stale.
 	mc, _ := memberConnPair(t)
 	mc.SetReadDeadline(time.Now().Add(-time.Second))
-	memberClock.Add(2)
+	mc.clock.Add(2)
 	if _, err := mc.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
 		t.Fatalf("Write on a healthy idle connection past its read deadline = %v, want it kept", err)
 	}
@@ -169,7 +171,7 @@ func waitReadable(t *testing.T, mc *memberConn) {
 // connection reads right after sending and sees the end at once, not at the deadline.
 func TestMemberConnIdleHalfClosedAfterCheck(t *testing.T) {
 	mc, peer := memberConnPair(t)
-	memberClock.Add(2) // the connection was idle for two ticks
+	mc.clock.Add(2) // the connection was idle for two ticks
 	if _, err := mc.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ func TestProxyPostAfterMemberClosedIdleConn(t *testing.T) {
 	}
 	go srv.Serve(ln) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { srv.Close() })
-	_, addr := startGateway(t, gwConfig(gwGroup("fb", "/fb", gwMember("Node1", ln.Addr().String()))), zerolog.Nop())
+	gw, addr := startGateway(t, gwConfig(gwGroup("fb", "/fb", gwMember("Node1", ln.Addr().String()))), zerolog.Nop())
 	c := newHTTPClient(t)
 	post := func() error {
 		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/fb/order", strings.NewReader("one book"))
@@ -387,8 +389,8 @@ func TestProxyPostAfterMemberClosedIdleConn(t *testing.T) {
 		t.Logf("the burst opened %d connection(s) only", open.Load())
 	}
 	waitFor(t, "the member to close every pooled connection", func() bool { return open.Load() == 0 })
-	tick := memberClock.Load()
-	waitFor(t, "the connections to count as idle", func() bool { return memberClock.Load()-tick >= 2 })
+	tick := gw.clock.Load()
+	waitFor(t, "the connections to count as idle", func() bool { return gw.clock.Load()-tick >= 2 })
 	if err := post(); err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.health.Update(snap.targets)
 	s.snap.Store(snap)
 	if lvl, err := zerolog.ParseLevel(cfg.Log.Level); err == nil {
-		SetLogLevel(lvl)
+		s.level.set(lvl)
 	}
 	// Pools of members that left (or changed address) get no new requests; close their
 	// idle connections. Requests still running on them finish.
@@ -145,9 +145,8 @@ func (s *Server) watchFile(path string, interval time.Duration, stop <-chan stru
 	}
 }
 
-// SetLogLevel sets the level of every gateway logger at run time (zerolog's
-// process-wide level: the loggers themselves are built at trace level).
-func SetLogLevel(l zerolog.Level) { zerolog.SetGlobalLevel(l) }
+// SetLogLevel sets the level of every logger of the Server at run time.
+func (s *Server) SetLogLevel(l zerolog.Level) { s.level.set(l) }
 
-// logLevel is the level SetLogLevel last set.
-func logLevel() zerolog.Level { return zerolog.GlobalLevel() }
+// LogLevel is the Server's current log level.
+func (s *Server) LogLevel() zerolog.Level { return s.level.get() }

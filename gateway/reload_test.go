@@ -182,8 +182,7 @@ func TestReloadFileAndAPI(t *testing.T) {
 }
 
 func TestAdminLogLevel(t *testing.T) {
-	_, _, admin := startAdminGateway(t, "s3cret", zerolog.Nop())
-	defer SetLogLevel(logLevel())
+	s, _, admin := startAdminGateway(t, "s3cret", zerolog.Nop())
 	if code, body := adminDo(t, "PUT", admin+"/api/log-level", "", `{"level":"debug"}`); code != 401 {
 		t.Fatalf("PUT /api/log-level without token = %d %s, want 401", code, body)
 	}
@@ -196,7 +195,7 @@ func TestAdminLogLevel(t *testing.T) {
 	if code, body := adminDo(t, "GET", admin+"/api/log-level", "", ""); code != 200 || !strings.Contains(body, `"warn"`) {
 		t.Fatalf("GET /api/log-level = %d %s, want warn", code, body)
 	}
-	if l := logLevel(); l != zerolog.WarnLevel {
+	if l := s.LogLevel(); l != zerolog.WarnLevel {
 		t.Fatalf("level = %s, want warn", l)
 	}
 }
@@ -262,5 +261,30 @@ func TestRunGracefulShutdown(t *testing.T) {
 		}
 	case <-time.After(scaled(10 * time.Second)):
 		t.Fatal("Run did not return after the in-flight requests finished")
+	}
+}
+
+// Two Servers in one process keep their own log level (and their own member clock,
+// stopped by Shutdown): nothing of one is process-wide.
+func TestTwoServersKeepTheirOwnLogLevel(t *testing.T) {
+	member := startFastMember(t, idMember("n1"))
+	var buf1, buf2 syncBuffer
+	s1, addr1 := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", member))), zerolog.New(&buf1))
+	s2, addr2 := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", member))), zerolog.New(&buf2))
+	s1.SetLogLevel(zerolog.ErrorLevel)
+	if s2.LogLevel() != zerolog.InfoLevel {
+		t.Fatalf("second server's level = %s after the first's changed, want info", s2.LogLevel())
+	}
+	c := newHTTPClient(t)
+	httpGet(t, c, "http://"+addr1+"/x", "")
+	httpGet(t, c, "http://"+addr2+"/x", "")
+	if strings.Contains(buf1.String(), `"log":"access"`) {
+		t.Errorf("server at level error wrote an access line: %s", buf1.String())
+	}
+	if !strings.Contains(buf2.String(), `"log":"access"`) {
+		t.Errorf("server at level info wrote no access line: %q", buf2.String())
+	}
+	if s1.clock == s2.clock {
+		t.Error("the two servers share a member clock")
 	}
 }

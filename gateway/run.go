@@ -75,7 +75,7 @@ func Run(cfg *config.Config, o RunOptions) error {
 		break
 	}
 	timeout := s.snap.Load().cfg.ShutdownTimeout
-	log.Info().Dur("timeout", timeout).Msg("shutting down: no new connections, finishing in-flight requests")
+	log.Info().Float64("timeout_ms", ms(timeout)).Msg("shutting down: no new connections, finishing in-flight requests")
 	err = s.Shutdown(timeout)
 	if serr := <-errc; err == nil {
 		err = serr

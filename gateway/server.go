@@ -26,6 +26,8 @@ import (
 type Server struct {
 	log    zerolog.Logger
 	access zerolog.Logger
+	level  *levelSampler // the run-time level of log and access
+	clock  *ticker       // member connections' idle clock
 
 	snap   atomic.Pointer[snapshot]
 	states *router.States
@@ -98,8 +100,21 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		cache.Close()
 		return nil, err
 	}
+	level, err := zerolog.ParseLevel(cfg.Log.Level)
+	if err != nil {
+		cache.Close()
+		return nil, fmt.Errorf("gateway: log.level: %w", err)
+	}
+	// The Server's loggers take its own run-time level (levelSampler): the caller's
+	// logger is opened wide, and the sampler decides.
+	sampler := newLevelSampler(level)
+	if log.GetLevel() != zerolog.Disabled { // a Nop logger stays off
+		log = log.Level(zerolog.TraceLevel).Sample(sampler)
+	}
 	s := &Server{
 		token:  token,
+		level:  sampler,
+		clock:  newTicker(),
 		log:    log,
 		access: log.With().Str("log", "access").Logger(),
 		states: router.NewStates(),
@@ -108,6 +123,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	snap, err := s.build(cfg)
 	if err != nil {
 		cache.Close()
+		s.clock.Stop()
 		return nil, err
 	}
 	s.snap.Store(snap)
@@ -190,7 +206,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 			snap.clients[m.Index] = c
 			continue
 		}
-		snap.clients[m.Index] = newMemberClient(cfg, m)
+		snap.clients[m.Index] = newMemberClient(cfg, m, s.clock)
 	}
 	return snap, nil
 }
@@ -198,7 +214,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 // newMemberClient is the connection pool of one member. The proxy does its own error
 // mapping and retries, so fasthttp retries only a request that met a pooled connection
 // the member had closed (memberRetry); paths go out byte-exact and bodies stream.
-func newMemberClient(cfg *config.Config, m *router.Member) *fasthttp.HostClient {
+func newMemberClient(cfg *config.Config, m *router.Member, clock *ticker) *fasthttp.HostClient {
 	dialTimeout := cfg.Client.DialTimeout
 	return &fasthttp.HostClient{
 		Addr: m.Addr,
@@ -207,7 +223,7 @@ func newMemberClient(cfg *config.Config, m *router.Member) *fasthttp.HostClient 
 			if err != nil {
 				return nil, err
 			}
-			return newMemberConn(c), nil
+			return newMemberConn(c, clock), nil
 		},
 		MaxConns:                  memberMaxConns(cfg.Client.MaxConns),
 		MaxConnWaitTimeout:        dialTimeout,
@@ -356,6 +372,7 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 		c.CloseIdleConnections()
 	}
 	s.cache.Close()
+	s.clock.Stop()
 	if err != nil {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
