@@ -55,17 +55,17 @@ type snapshot struct {
 	table   *router.Table
 	clients []*fasthttp.HostClient // by router.Member.Index
 
-	keyHeader    []byte   // session.header, nil when unset
-	cookieNames  []string // session.cookies, as strings for fasthttp's PeekCookie
-	urlParam     []byte
-	learn        bool // the chain has the learned resolver
-	routeFormat  router.Format
-	maxBody      int64
-	retry        config.Retry
-	replayMax    int    // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
+	keyHeader   []byte   // session.header, nil when unset
+	cookieNames []string // session.cookies, as strings for fasthttp's PeekCookie
+	urlParam    []byte
+	learn       bool // the chain has the learned resolver
+	routeFormat router.Format
+	maxBody     int64
+	retry       config.Retry
+	replayMax   int // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
 	// targets are what the health checker watches, compiled with the table: each
 	// member with its group's active check, passive ejection and drain settings.
-	targets []health.Target
+	targets      []health.Target
 	accessOn     bool
 	accessSample uint64
 }

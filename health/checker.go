@@ -98,9 +98,9 @@ type watched struct {
 	// passive is t.Passive, readable without mu by Observe.
 	passive atomic.Pointer[Passive]
 	t       Target
-	client *fasthttp.HostClient
-	log    zerolog.Logger
-	n      *counts // the member id's counters, shared with the watched it replaced
+	client  *fasthttp.HostClient
+	log     zerolog.Logger
+	n       *counts // the member id's counters, shared with the watched it replaced
 
 	mu           sync.Mutex
 	gone         bool
