@@ -32,7 +32,7 @@ allocs:
 # Short fuzzing of every parser (FUZZTIME each).
 FUZZTIME ?= 20s
 fuzz:
-	@for pkg in ./router ./gateway; do \
+	@for pkg in ./router ./config ./gateway; do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$f"; $(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	  done; \
@@ -41,7 +41,7 @@ fuzz:
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem $(PKGS)
 
-# Direct, sessiongate and (when installed) HAProxy and NGINX in one run; see README "Performance".
+# Direct, sessiongate and (when installed) HAProxy and NGINX in one run; see docs/performance.md.
 loadbench:
 	$(GO) run ./cmd/sessiongate bench -duration 10s -peers haproxy,nginx
 

@@ -4,7 +4,8 @@ import "time"
 
 // Config is the whole gateway configuration: the YAML file, with flags applied on top.
 // A Config is validated completely (Validate) before anything is built from it; each
-// field's comment is the user documentation the README's reference is written from.
+// field's comment is the user documentation docs/configuration.md is written from (a test
+// keeps the two in step: config/docs_test.go).
 type Config struct {
 	// Listen is the client-facing address, host:port. Default "127.0.0.1:8080".
 	Listen string `yaml:"listen"`
@@ -14,7 +15,7 @@ type Config struct {
 	// ShutdownTimeout is how long a graceful shutdown (SIGTERM, SIGINT) waits for
 	// in-flight requests before closing their connections. Default 30s; range 0-1h.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// Admin is the operator listener (health of the gateway itself, later metrics and API).
+	// Admin is the operator listener: admin API, /metrics, the /status page, pprof.
 	Admin Admin `yaml:"admin"`
 	// Log sets the process log and the access log.
 	Log Log `yaml:"log"`

@@ -4,9 +4,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/sessiongate/sessiongate/config"
@@ -65,5 +68,106 @@ func TestAllocsIssuedKey(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, f); n != 0 {
 		t.Fatalf("issuedKey: %v allocs/op, want 0", n)
+	}
+}
+
+// memConn is an in-memory net.Conn: reads come from r, writes go to w. As a member
+// connection it answers every request written to it with resp.
+type memConn struct {
+	r, w  bytes.Buffer
+	resp  []byte // set: a member that answers each write with resp
+	ready bool
+}
+
+var memAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+
+func (c *memConn) Read(p []byte) (int, error) {
+	if c.resp != nil {
+		if !c.ready {
+			return 0, io.EOF
+		}
+		c.ready = false
+		return copy(p, c.resp), nil
+	}
+	return c.r.Read(p)
+}
+
+func (c *memConn) Write(p []byte) (int, error) {
+	if c.resp != nil {
+		c.ready = true // fasthttp writes a request in one flush
+		return len(p), nil
+	}
+	return c.w.Write(p)
+}
+
+func (c *memConn) Close() error                     { return nil }
+func (c *memConn) LocalAddr() net.Addr              { return memAddr }
+func (c *memConn) RemoteAddr() net.Addr             { return memAddr }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// handleAllocsBudget is the whole request path's allocation budget per request, the
+// router, the cache, our glue and fasthttp's server and client together, as
+// docs/performance.md states it: the 4 objects fasthttp's client makes for a streamed
+// response body (clientStreamBody and its three closures, transport.RoundTrip), plus,
+// for a request with a body, the io.LimitReader fasthttp's Body makes to read it from
+// the client's stream (io.CopyN). Everything of ours is 0.
+const (
+	handleAllocsBudget     = 4
+	handleBodyAllocsBudget = handleAllocsBudget + 1
+)
+
+// TestAllocsHandle guards the whole of Server.handle as fasthttp's own allocation
+// tests do: a request through fasthttp.Server.ServeConn on an in-memory connection,
+// proxied to an in-memory member over a pooled connection, for a routed WebSphere
+// session, a Tomcat one, a keyless request and a POST with a body.
+func TestAllocsHandle(t *testing.T) {
+	cfg := config.Default()
+	cfg.Admin.Listen = ""
+	cfg.Log.Access = false
+	g := config.NewGroup("fb", "/fb", config.NewMember("n1", "127.0.0.1:1"), config.NewMember("n2", "127.0.0.1:2"))
+	cfg.TargetGroups = []config.Group{g}
+	s, err := New(&cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(0)
+	const answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nmember=n?\n"
+	for _, c := range s.snap.Load().clients {
+		member := &memConn{resp: []byte(answer)}
+		c.Dial = func(string) (net.Conn, error) { return member, nil }
+	}
+	cases := []struct {
+		name, raw string
+		budget    float64
+	}{
+		{"websphere cookie", "GET /fb/account HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: test\r\n" +
+			"Cookie: theme=dark; JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n2:n1; _ga=GA1.2.3\r\n\r\n", handleAllocsBudget},
+		{"tomcat path parameter", "GET /fb/cart;jsessionid=6F1A2B3C4D5E6F708192A3B4C5D6E7F8.n1?item=4 HTTP/1.1\r\nHost: app.example.com\r\n\r\n", handleAllocsBudget},
+		{"no key", "GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nAccept: */*\r\n\r\n", handleAllocsBudget},
+		{"post", "POST /fb/pay HTTP/1.1\r\nHost: app.example.com\r\nCookie: JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n1\r\n" +
+			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\namount=1000", handleBodyAllocsBudget},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			client := &memConn{}
+			client.r.Grow(4096)
+			client.w.Grow(4096)
+			f := func() {
+				client.r.WriteString(tc.raw)
+				if err := s.srv.ServeConn(client); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f()
+			if !strings.HasPrefix(client.w.String(), "HTTP/1.1 200 OK") {
+				t.Fatalf("answer %q, want 200", client.w.String())
+			}
+			client.w.Reset()
+			if n := testing.AllocsPerRun(1000, func() { f(); client.w.Reset() }); n > tc.budget {
+				t.Fatalf("Server.handle (%s): %v allocs/op, want at most %v", tc.name, n, tc.budget)
+			}
+		})
 	}
 }

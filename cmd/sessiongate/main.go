@@ -1,5 +1,5 @@
-// Command sessiongate is the session-affinity HTTP gateway. See the README for the
-// configuration reference.
+// Command sessiongate is the session-affinity HTTP gateway. See docs/configuration.md for
+// the configuration reference.
 //
 //	sessiongate -config FILE [flags]   serve
 //	sessiongate validate -config FILE  check a configuration file and exit
