@@ -17,6 +17,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Admin is the operator listener: admin API, /metrics, the /status page, pprof.
 	Admin Admin `yaml:"admin"`
+	// Forwarded says which X-Forwarded-For values from clients are believed.
+	Forwarded Forwarded `yaml:"forwarded"`
 	// Log sets the process log and the access log.
 	Log Log `yaml:"log"`
 	// Server holds the client-facing limits and timeouts.
@@ -44,6 +46,20 @@ type Admin struct {
 	// TokenFile is a file holding the token (surrounding white space is trimmed); it
 	// takes the place of token. Default "".
 	TokenFile string `yaml:"token_file"`
+	// Hosts are the Host names (without port) the admin listener answers besides IP
+	// literals and localhost, so that a DNS-rebinding page in an operator's browser
+	// cannot read it; any other Host gets 421. Default []: IP literals and localhost only.
+	Hosts []string `yaml:"hosts"`
+}
+
+// Forwarded says whom the gateway believes about the client address.
+type Forwarded struct {
+	// TrustedProxies are the peers (CIDRs, or single addresses) whose X-Forwarded-For
+	// is kept: the member gets their values, in order, then the peer's address. From
+	// any other peer the header is replaced by the peer's address alone. Every
+	// X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host the client sent is
+	// removed before the gateway writes its own. Default []: no one is trusted.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Retry says when a failed request is sent again, always to another member.
@@ -99,6 +115,25 @@ type Server struct {
 	// MaxConns is the most concurrent client connections; 0 means fasthttp's default
 	// (256 * 1024). Default 0.
 	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerIP is the most concurrent connections from one client address; past it
+	// a new connection is refused (fasthttp answers 429 and closes). 0 = no limit.
+	// Default 0; range 0-1000000.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// HeaderTimeout bounds reading a request's head (slowloris); a head that does not
+	// arrive in time gets 408. The body then has read_timeout; a header_timeout longer
+	// than read_timeout is cut to it. Default 10s; range 100ms-1h.
+	HeaderTimeout time.Duration `yaml:"header_timeout"`
+	// PathNormalization is what happens to a path with dot segments ("/fb/../admin",
+	// "/fb/%2e%2e/admin", "/fb/..%2fadmin", "/fb;x=1/../y"), which a member that
+	// normalises would serve outside the group's prefix: reject (default: 400) or
+	// forward (byte-exact, as received; the group is matched on the raw path).
+	PathNormalization string `yaml:"path_normalization"`
+	// RejectEncodedSlashes also refuses (400) paths with an encoded slash or backslash
+	// ("%2f", "%5c"), for members that decode them into separators. Default false.
+	RejectEncodedSlashes bool `yaml:"reject_encoded_slashes"`
+	// ServerHeader is the Server header of the gateway's own answers (errors, 404); ""
+	// sends none. Members' answers keep theirs. Default "".
+	ServerHeader string `yaml:"server_header"`
 }
 
 // Client holds the member connection pools (one pool per member).

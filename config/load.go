@@ -39,6 +39,9 @@ func Default() Config {
 			MaxBodyBytes:    10 << 20,
 			BufferBodyBytes: 65536,
 			MaxConns:        0,
+			HeaderTimeout:   10 * time.Second,
+
+			PathNormalization: "reject",
 		},
 		Client: Client{
 			DialTimeout:  2 * time.Second,
@@ -635,6 +638,25 @@ func (c *Config) validate() []*configError {
 	if s.MaxConns < 0 {
 		k.str("server.max_conns", strconv.Itoa(s.MaxConns), "must not be negative")
 	}
+	k.intRange("server.max_conns_per_ip", int64(s.MaxConnsPerIP), 0, 1000000)
+	k.durRange("server.header_timeout", s.HeaderTimeout, 100*time.Millisecond, time.Hour, "100ms-1h")
+	k.oneOf("server.path_normalization", s.PathNormalization, PathReject, PathForward)
+	if strings.ContainsAny(s.ServerHeader, "\r\n\x00") {
+		k.str("server.server_header", s.ServerHeader, "must not hold CR, LF or NUL")
+	}
+	for i, p := range c.Forwarded.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			k.str(fmt.Sprintf("forwarded.trusted_proxies[%d]", i), p, "want a CIDR (10.0.0.0/8) or an IP address")
+		}
+	}
+	for i, h := range c.Admin.Hosts {
+		if reason := hostReason(h); reason != "" || strings.HasPrefix(h, "*") {
+			if reason == "" {
+				reason = "must be an exact name"
+			}
+			k.str(fmt.Sprintf("admin.hosts[%d]", i), h, reason)
+		}
+	}
 
 	cl := &c.Client
 	k.positive("client.dial_timeout", cl.DialTimeout)
@@ -1008,6 +1030,30 @@ func routeReason(r string) string {
 		}
 	}
 	return ""
+}
+
+// The server.path_normalization values.
+const (
+	PathReject  = "reject"
+	PathForward = "forward"
+)
+
+// ParsePrefix reads a CIDR ("10.0.0.0/8") or a single address ("192.0.2.7", which is
+// /32 or /128), as forwarded.trusted_proxies holds them.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("config: %q: %w", s, err)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("config: %q: %w", s, err)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // NewGroup is a group with every default, for configurations built in code

@@ -61,6 +61,7 @@ func TestDefaultConfig(t *testing.T) {
 		{"server", c.Server, Server{
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 90 * time.Second,
 			MaxHeaderBytes: 16384, MaxBodyBytes: 10 << 20, BufferBodyBytes: 65536, MaxConns: 0,
+			HeaderTimeout: 10 * time.Second, PathNormalization: "reject",
 		}},
 		{"client", c.Client, Client{
 			DialTimeout: 2 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
@@ -109,6 +110,9 @@ shutdown_timeout: 5s
 admin:
   listen: ""
   token: s3cret
+  hosts: [gw.internal]
+forwarded:
+  trusted_proxies: [10.0.0.0/8, 192.0.2.7]
 log:
   level: debug
   format: console
@@ -122,6 +126,11 @@ server:
   max_body_bytes: 0
   buffer_body_bytes: 4096
   max_conns: 10
+  max_conns_per_ip: 4
+  header_timeout: 500ms
+  path_normalization: forward
+  reject_encoded_slashes: true
+  server_header: sg
 client:
   dial_timeout: 100ms
   read_timeout: 4s
@@ -187,12 +196,15 @@ func TestParseConfigEveryKey(t *testing.T) {
 		Listen:          "0.0.0.0:80",
 		ReusePort:       true,
 		ShutdownTimeout: 5 * time.Second,
-		Admin:           Admin{Listen: "", Token: "s3cret"},
+		Admin:           Admin{Listen: "", Token: "s3cret", Hosts: []string{"gw.internal"}},
+		Forwarded:       Forwarded{TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7"}},
 		Retry:           Retry{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false},
 		Log:             Log{Level: "debug", Format: "console", Access: false, AccessSample: 100},
 		Server: Server{
 			ReadTimeout: time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second,
 			MaxHeaderBytes: 8192, MaxBodyBytes: 0, BufferBodyBytes: 4096, MaxConns: 10,
+			MaxConnsPerIP: 4, HeaderTimeout: 500 * time.Millisecond, PathNormalization: "forward",
+			RejectEncodedSlashes: true, ServerHeader: "sg",
 		},
 		Client: Client{
 			DialTimeout: 100 * time.Millisecond, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,

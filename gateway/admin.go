@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/pprof"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
 )
 
@@ -25,10 +28,13 @@ import (
 //	POST /api/groups/{group}/members/{id}/state     {"state":"ready|drain|maint"}
 //	POST /api/reload                                reload the configuration file
 //	GET  /api/log-level, PUT /api/log-level         {"level":"debug|info|warn|error"}
-//	GET  /debug/pprof/...                           Go profiles (token required)
+//	GET  /debug/pprof/, /debug/pprof/...            Go profiles and their index (token required)
 //
-// Reads need no token; mutations need "Authorization: Bearer <admin.token>" and answer
-// 401 without it. The token is never logged.
+// Reads need no token; mutations and profiles need "Authorization: Bearer <admin.token>"
+// and answer 401 without it. The token is never logged. Every path first checks the
+// Host: only IP literals, localhost and the names in admin.hosts are served, anything
+// else gets 421, so that a page whose name was rebound to the admin address cannot
+// read it from an operator's browser.
 
 // loadToken returns the admin token from admin.token or admin.token_file.
 func loadToken(cfg config.Admin) (string, error) {
@@ -51,7 +57,7 @@ func (s *Server) newAdminServer() *fasthttp.Server {
 	cfg := s.snap.Load().cfg
 	return &fasthttp.Server{
 		Handler:               s.handleAdmin,
-		Name:                  "sessiongate-admin",
+		Name:                  cfg.Server.ServerHeader, // "": no Server header
 		NoDefaultServerHeader: true,
 		ReadTimeout:           cfg.Server.ReadTimeout,
 		WriteTimeout:          cfg.Server.WriteTimeout,
@@ -62,6 +68,12 @@ func (s *Server) newAdminServer() *fasthttp.Server {
 
 func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
+	if !s.adminHostAllowed(ctx.Request.Header.Host()) || !s.adminHostAllowed(ctx.Host()) {
+		adminError(ctx, fasthttp.StatusMisdirectedRequest, "this Host is not served here (admin.hosts)")
+		s.log.Warn().Str("remote", ctx.RemoteAddr().String()).Bytes("host", ctx.Request.Header.Host()).
+			Str("path", path).Msg("admin: request for another host refused")
+		return
+	}
 	switch {
 	case path == "/healthz":
 		ctx.SetContentType("text/plain; charset=utf-8")
@@ -87,10 +99,75 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 			s.unauthorized(ctx, path)
 			return
 		}
+		if path == "/debug/pprof/" {
+			pprofIndex(ctx) // pprofhandler answers 404 to every path ending in a slash
+			return
+		}
 		pprofhandler.PprofHandler(ctx)
 	default:
 		adminError(ctx, fasthttp.StatusNotFound, "no such admin endpoint")
 	}
+}
+
+// pprofIndex is net/http/pprof's index of the profiles, whose relative links resolve
+// under /debug/pprof/.
+var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
+
+// adminHostAllowed reports whether host (a Host header, port optional) names the admin
+// listener in a way a DNS-rebinding page cannot: an IPv4 literal, a bracketed IPv6
+// literal, localhost, or one of admin.hosts (case-insensitive, port ignored). Empty
+// and malformed values are refused. admin.hosts is read from the running snapshot, so
+// a reload changes it.
+func (s *Server) adminHostAllowed(host []byte) bool {
+	name, ok := hostWithoutPort(string(host))
+	if !ok {
+		return false
+	}
+	if name[0] == '[' {
+		a, err := netip.ParseAddr(name[1 : len(name)-1])
+		return err == nil && a.Is6()
+	}
+	if a, err := netip.ParseAddr(name); err == nil {
+		return a.Is4()
+	}
+	if strings.EqualFold(name, "localhost") {
+		return true
+	}
+	for _, h := range s.snap.Load().cfg.Admin.Hosts {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostWithoutPort cuts an optional ":port" (digits only) off a Host value; a bracketed
+// IPv6 literal keeps its brackets. It refuses an empty name and a colon outside brackets.
+func hostWithoutPort(h string) (string, bool) {
+	name, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		i := strings.IndexByte(h, ']')
+		if i < 0 {
+			return "", false
+		}
+		name, port = h[:i+1], h[i+1:]
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		name, port = h[:i], h[i:]
+	}
+	if port != "" {
+		if port[0] != ':' || len(port) > 6 {
+			return "", false
+		}
+		for _, c := range port[1:] {
+			if c < '0' || c > '9' {
+				return "", false
+			}
+		}
+	}
+	if name == "" || strings.IndexByte(name[1:], '[') >= 0 || (name[0] != '[' && strings.IndexByte(name, ':') >= 0) {
+		return "", false
+	}
+	return name, true
 }
 
 // authorized checks the bearer token in constant time.

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -32,9 +33,10 @@ func TestAllocsPrepareRequest(t *testing.T) {
 	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}, nil)
 	var saved fasthttp.Request
 	ctx.Request.CopyTo(&saved)
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.0/8")}
 	f := func() {
 		saved.CopyTo(&ctx.Request)
-		prepareRequest(&ctx, &ctx.Request)
+		prepareRequest(&ctx, &ctx.Request, trusted)
 	}
 	f()
 	if n := testing.AllocsPerRun(1000, f); n != 0 {

@@ -299,3 +299,212 @@ func fuzzMember(f *testing.F, h fasthttp.RequestHandler) string {
 	f.Cleanup(func() { srv.Shutdown() })
 	return ln.Addr().String()
 }
+
+// headerMember answers with the request's headers as the member received them, one
+// "Name: value" per line, in order.
+func headerMember(ctx *fasthttp.RequestCtx) {
+	ctx.Request.Header.VisitAll(func(k, v []byte) {
+		fmt.Fprintf(ctx, "%s: %s\n", k, v)
+	})
+}
+
+// memberHeaders returns the values of name in a headerMember answer.
+func memberHeaders(body, name string) []string {
+	var vs []string
+	for _, line := range strings.Split(body, "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && strings.EqualFold(k, name) {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
+// The member gets one X-Forwarded-For, -Proto and -Host, written by the gateway:
+// duplicates from the client are gone, and the client's X-Forwarded-For is kept only
+// from a trusted proxy.
+func TestForwardedHeaders(t *testing.T) {
+	const dup = "GET /fb/x HTTP/1.1\r\nHost: app\r\n" +
+		"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\n" +
+		"X-Forwarded-Proto: https\r\nX-Forwarded-Proto: gopher\r\n" +
+		"X-Forwarded-Host: evil1\r\nX-Forwarded-Host: evil2\r\n\r\n"
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+		xff     string
+	}{
+		{"untrusted peer", nil, "127.0.0.1"},
+		{"untrusted peer, other proxies trusted", []string{"10.0.0.0/8"}, "127.0.0.1"},
+		{"trusted peer", []string{"127.0.0.0/8"}, "6.6.6.6, 7.7.7.7, 127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := gwConfig(gwGroup("g", "/", gwMember("n1", startFastMember(t, headerMember))))
+			cfg.Forwarded.TrustedProxies = tc.trusted
+			_, addr := startGateway(t, cfg, zerolog.Nop())
+			resp, body := rawRoundTrip(t, addr, dup)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d %q", resp.StatusCode, body)
+			}
+			for name, want := range map[string]string{"X-Forwarded-For": tc.xff, "X-Forwarded-Proto": "http", "X-Forwarded-Host": "app"} {
+				if got := memberHeaders(body, name); len(got) != 1 || got[0] != want {
+					t.Errorf("member saw %s %q, want one, %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// Each of these used to reach a member (or hang): now the client gets its 4xx at
+// once, and the member sees nothing.
+func TestRefusedRequests(t *testing.T) {
+	var served atomic.Int64
+	cfg := gwConfig(gwGroup("fb", "/fb", gwMember("n1", startFastMember(t, echoMember("n1", &served)))))
+	cfg.Server.ReadTimeout = 20 * time.Second // far above the deadline below: a hang shows
+	_, addr := startGateway(t, cfg, zerolog.Nop())
+	cases := []struct {
+		name, raw string
+		status    int
+	}{
+		{"bare LF head", "GET /fb/x HTTP/1.1\nHost: app\n\n", 400},
+		{"bare LF last line", "GET /fb/x HTTP/1.1\r\nHost: app\n\r\n", 400},
+		{"bare LF inside", "GET /fb/x HTTP/1.1\r\nHost: app\nX: y\r\n\r\n", 400},
+		{"Content-Length and Transfer-Encoding", "POST /fb/x HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n", 400},
+		{"Transfer-Encoding and Content-Length", "POST /fb/x HTTP/1.1\r\nHost: app\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n4\r\nabcd\r\n0\r\n\r\n", 400},
+		{"lower-case method", "get /fb/x HTTP/1.1\r\nHost: app\r\n\r\n", 400},
+		{"HTTP/2.0 on HTTP/1", "GET /fb/x HTTP/2.0\r\nHost: app\r\n\r\n", 505},
+		{"userinfo in Host", "GET /fb/x HTTP/1.1\r\nHost: admin:hunter2@internal\r\n\r\n", 400},
+		{"userinfo in the target", "GET http://admin:hunter2@internal/fb/x HTTP/1.1\r\nHost: app\r\n\r\n", 400},
+		{"HTTP/1.1 without Host", "GET /fb/x HTTP/1.1\r\n\r\n", 400},
+		{"dot segment", "GET /fb/../admin HTTP/1.1\r\nHost: app\r\n\r\n", 400},
+		{"encoded dot segment", "GET /fb/%2e%2e/admin HTTP/1.1\r\nHost: app\r\n\r\n", 400},
+		{"dot segment behind an encoded slash", "GET /fb/..%2fadmin HTTP/1.1\r\nHost: app\r\n\r\n", 400},
+		{"dot segment after a path parameter", "GET /fb;jsessionid=1/../../admin HTTP/1.1\r\nHost: app\r\n\r\n", 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := served.Load()
+			start := time.Now()
+			statuses, _, bad := sendHostile(t, addr, []byte(tc.raw))
+			if bad != "" {
+				t.Fatal(bad)
+			}
+			if len(statuses) == 0 || statuses[0] != tc.status {
+				t.Fatalf("%q: answers %v, want %d", tc.raw, statuses, tc.status)
+			}
+			if d := time.Since(start); d > scaled(5*time.Second) {
+				t.Errorf("%q: answered after %v, want at once (read_timeout is 20s)", tc.raw, d)
+			}
+			if got := served.Load() - before; got != 0 {
+				t.Errorf("%q reached the member %d times", tc.raw, got)
+			}
+		})
+	}
+	// The head scan looks at heads only: a body with bare LFs and a 100-continue
+	// exchange go through.
+	for _, raw := range []string{
+		"POST /fb/x HTTP/1.1\r\nHost: app\r\nContent-Length: 6\r\n\r\na\nb\n\nc",
+		"POST /fb/x HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\na\n\nb",
+		"\r\nGET /fb/x HTTP/1.1\r\nHost: app\r\n\r\n",
+	} {
+		statuses, members, bad := sendHostile(t, addr, []byte(raw))
+		if bad != "" || members != 1 || len(statuses) != 1 || statuses[0] != 200 {
+			t.Errorf("%q: answers %v (%d from the member) %s; want one 200", raw, statuses, members, bad)
+		}
+	}
+}
+
+// path_normalization: forward keeps today's byte-exact behaviour; an absolute-form
+// target is routed and sent by its authority, in origin-form.
+func TestPathForwardAndAbsoluteForm(t *testing.T) {
+	var served atomic.Int64
+	member := startFastMember(t, func(ctx *fasthttp.RequestCtx) {
+		served.Add(1)
+		fmt.Fprintf(ctx, "uri=%s host=%s", ctx.Request.Header.RequestURI(), ctx.Request.Header.Host())
+	})
+	cfg := gwConfig(gwGroup("fb", "/fb", gwMember("n1", member)))
+	cfg.Server.PathNormalization = "forward"
+	_, addr := startGateway(t, cfg, zerolog.Nop())
+	if resp, body := rawRoundTrip(t, addr, "GET /fb/%2e%2e/admin HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 || body != "uri=/fb/%2e%2e/admin host=app" {
+		t.Errorf("forward: %d %q, want the path byte for byte", resp.StatusCode, body)
+	}
+	if resp, body := rawRoundTrip(t, addr, "GET http://other.example:81/fb/x?q=1 HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 200 || body != "uri=/fb/x?q=1 host=other.example:81" {
+		t.Errorf("absolute form: %d %q, want origin-form with the target's authority as Host", resp.StatusCode, body)
+	}
+
+	cfg = gwConfig(gwGroup("fb", "/fb", gwMember("n1", member)))
+	cfg.Server.RejectEncodedSlashes = true
+	_, addr = startGateway(t, cfg, zerolog.Nop())
+	if resp, _ := rawRoundTrip(t, addr, "GET /fb/a%2Fb HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != 400 {
+		t.Errorf("encoded slash with reject_encoded_slashes: %d, want 400", resp.StatusCode)
+	}
+}
+
+// A member that closes mid-body: the access line says how many bytes went out and
+// that the body was cut short, at warn level, and the member's health hears of it.
+func TestTruncatedResponseLogged(t *testing.T) {
+	ln := listenLoopback(t)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000))
+			}()
+		}
+	}()
+	var buf syncBuffer
+	s, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", ln.Addr().String()))), zerolog.New(&buf))
+	conn := dialRaw(t, addr)
+	conn.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+	io.WriteString(conn.conn, "GET /big HTTP/1.1\r\nHost: app\r\n\r\n")
+	got, _ := io.ReadAll(conn.br)
+	// fasthttp aborts the answer: what it had buffered (here all of it) is not sent, the
+	// connection is closed, and the client sees no complete response.
+	if resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(got))), nil); err == nil {
+		if b, err := io.ReadAll(resp.Body); err == nil {
+			t.Fatalf("client got a complete answer of %d bytes to a cut body", len(b))
+		}
+	}
+	var line map[string]any
+	waitFor(t, "the access line", func() bool {
+		lines, _ := accessLines(t, &buf)
+		for _, l := range lines {
+			if l["path"] == "/big" {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if line["truncated"] != true || line["bytes"] != float64(1000) || line["level"] != "warn" {
+		t.Errorf("access line %v, want truncated true, bytes 1000 (passed on to the client's connection), level warn", line)
+	}
+	if f := tableMember(t, s, "n1").State.Failures.Load(); f != 1 {
+		t.Errorf("member failures %d, want 1 (it closed mid-body)", f)
+	}
+}
+
+// A HEAD answer keeps the member's Content-Length.
+func TestHeadKeepsContentLength(t *testing.T) {
+	member := startFastMember(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetBodyString(strings.Repeat("y", 1234))
+	})
+	_, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", member))), zerolog.Nop())
+	conn := dialRaw(t, addr)
+	conn.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+	io.WriteString(conn.conn, "HEAD /x HTTP/1.1\r\nHost: app\r\n\r\n")
+	resp, err := http.ReadResponse(conn.br, &http.Request{Method: http.MethodHead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.ContentLength != 1234 {
+		t.Errorf("HEAD: %d, Content-Length %d; want 200, 1234", resp.StatusCode, resp.ContentLength)
+	}
+}

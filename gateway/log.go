@@ -3,11 +3,13 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/health"
 	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
@@ -54,12 +56,15 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // logAccess writes the access log line of one request, with typed fields only (no
 // Msgf: a disabled Msgf still allocates). Sampling keeps one success in
 // log.access_sample; failures are always logged, at warn or error level, with the error.
-func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time, g *router.Group, m *router.Member, outcome router.Outcome, status int, err error) {
+// sent is the body bytes that went to the client; truncated says the body stopped short
+// of what the response announced (the member stalled or closed mid-body, or the client
+// went away), which is logged whatever the sampling.
+func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time, g *router.Group, m *router.Member, outcome router.Outcome, status int, sent int64, truncated bool, err error) {
 	var e *zerolog.Event
 	switch {
 	case err != nil && status >= 500:
 		e = s.access.Error()
-	case err != nil:
+	case err != nil, truncated:
 		e = s.access.Warn()
 	case !snap.accessOn:
 		return
@@ -84,7 +89,10 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.
 	}
 	e.Str("affinity", outcome.String()).
 		Float64("duration", ms(time.Since(start))).
-		Int("bytes", ctx.Response.Header.ContentLength())
+		Int64("bytes", sent)
+	if truncated {
+		e.Bool("truncated", true)
+	}
 	if err != nil {
 		e.Str("error_kind", errKindNames[kindOf(err)]).Err(err)
 	}
@@ -101,4 +109,59 @@ func logPath(rawURI []byte) []byte {
 		}
 	}
 	return p
+}
+
+// sentBody wraps a member's streamed response body on its way to the client: it counts
+// the bytes, and when fasthttp closes it after writing the response (the handler has
+// returned by then, the request is still there), it writes the access line with the
+// bytes sent and whether the body was cut short, and tells the member's health if the
+// member cut it. Pooled: wrapping costs no allocation.
+type sentBody struct {
+	mr      *fasthttp.Response // the member's answer, released on close
+	r       io.Reader          // its body
+	n       int64
+	rerr    error // the member side's read error, io.EOF aside
+	s       *Server
+	ctx     *fasthttp.RequestCtx
+	snap    *snapshot
+	start   time.Time
+	g       *router.Group
+	m       *router.Member
+	outcome router.Outcome
+}
+
+var sentBodies = sync.Pool{New: func() any { return new(sentBody) }}
+
+// Read reads the member's body.
+func (b *sentBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err != nil && err != io.EOF {
+		b.rerr = err
+	}
+	return n, err
+}
+
+// CloseWithError closes the member's body (fasthttp calls it with the error of writing
+// to the client, if any), then logs.
+func (b *sentBody) CloseWithError(werr error) error {
+	var err error
+	if c, ok := b.r.(fasthttp.ReadCloserWithError); ok {
+		err = c.CloseWithError(werr) // a failed write discards the member connection
+	}
+	fasthttp.ReleaseResponse(b.mr) // closes the body stream, if it was not closed above
+	resp := &b.ctx.Response
+	cl := int64(resp.Header.ContentLength())
+	truncated := b.rerr != nil || werr != nil || cl >= 0 && b.n < cl
+	if b.rerr != nil {
+		f := health.Closed // the member stopped sending mid-body
+		if kindOf(b.rerr) == kindMemberTimeout {
+			f = health.Timeout
+		}
+		b.s.health.Observe(b.m.State, f)
+	}
+	b.s.logAccess(b.ctx, b.snap, b.start, b.g, b.m, b.outcome, resp.StatusCode(), b.n, truncated, nil)
+	*b = sentBody{}
+	sentBodies.Put(b)
+	return err
 }

@@ -23,12 +23,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.stats.requests.Add(1)
 	req := &ctx.Request
 
-	if err := checkRequest(&req.Header); err != nil {
+	if err := checkRequest(ctx, &req.Header); err != nil {
 		s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, err)
 		return
 	}
 	rawURI := req.Header.RequestURI()
-	g := snap.table.Match(req.Header.Host(), router.PeekPath(rawURI))
+	path := router.PeekPath(rawURI)
+	if snap.pathReject {
+		if dot, slash := router.CheckPath(path); dot || slash && snap.rejectSlash {
+			s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, errBadPath)
+			return
+		}
+	}
+	g := snap.table.Match(req.Header.Host(), path)
 	if g == nil {
 		s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, errNoGroup)
 		return
@@ -62,7 +69,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	clientClose := req.Header.ConnectionClose()
-	prepareRequest(ctx, req)
+	prepareRequest(ctx, req, snap.trusted)
 	kept, err := bufferBody(req, snap.replayMax)
 	if err != nil {
 		s.fail(ctx, snap, start, g, m, outcome, err)
@@ -72,13 +79,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	replay := snap.retry.MaxRetries > 0 && kept && !(g.Strict() && len(key) > 0)
 
 	hostless := len(req.Header.Host()) == 0 // HTTP/1.0 only (checkRequest)
+	// The member's answer is read into a response of its own, so that its streamed
+	// body can be handed to the client's through sentBody (which counts what is sent).
+	mr := fasthttp.AcquireResponse()
 	var tried router.Tried
 	for {
 		tried.Add(m)
 		if hostless {
 			req.Header.SetHost(m.Addr) // name the member, as nginx does
 		}
-		err = s.forward(snap, m, req, &ctx.Response)
+		err = s.forward(snap, m, req, mr)
 		if err == nil {
 			break
 		}
@@ -107,6 +117,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		m = next
 	}
 	if err != nil {
+		fasthttp.ReleaseResponse(mr)
 		if kindOf(err) == kindHeaderTooLarge {
 			err = errMemberHeaderTooLarge // the member's answer, not the client's request: 502, not 431
 		}
@@ -118,6 +129,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		m.State.SeeSession(keyHash)
 	}
 	resp := &ctx.Response
+	mr.Header.CopyTo(&resp.Header)
 	removeHopHeaders(&resp.Header)
 	resp.Header.ResetConnectionClose()
 	if clientClose {
@@ -127,7 +139,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.learn(snap, m, resp, key, outcome)
 	}
 	m.State.Observe(resp.StatusCode(), time.Since(start))
-	s.logAccess(ctx, snap, start, g, m, outcome, resp.StatusCode(), nil)
+	if mr.IsBodyStream() {
+		// The body goes to the client after handle returns: sentBody logs when it has.
+		b := sentBodies.Get().(*sentBody)
+		*b = sentBody{mr: mr, r: mr.BodyStream(), s: s, ctx: ctx, snap: snap, start: start, g: g, m: m, outcome: outcome}
+		resp.SetBodyStream(b, mr.Header.ContentLength())
+		return
+	}
+	resp.SetBody(mr.Body())
+	fasthttp.ReleaseResponse(mr)
+	s.logAccess(ctx, snap, start, g, m, outcome, resp.StatusCode(), int64(len(resp.Body())), false, nil)
 }
 
 // forward sends req to m once and records the result in m's passive health.
@@ -195,10 +216,20 @@ func bufferBody(req *fasthttp.Request, limit int) (bool, error) {
 
 // checkRequest refuses what fasthttp's parser lets through but no member should be
 // sent: an HTTP version other than 1.x (505; a later 1.x is answered as 1.1, RFC 9110
-// section 2.5), an HTTP/1.1 request without Host (400, RFC 9112 section 3.2), and a
-// Host or absolute-form target with userinfo (400: fasthttp's client would turn it
-// into an Authorization header of the client's choosing). It does not allocate.
-func checkRequest(h *fasthttp.RequestHeader) error {
+// section 2.5), a method with lower-case letters (400, as nginx: "get" is not GET, and
+// fasthttp's client would add a Content-Length to it), an HTTP/1.1 request without
+// Host (400, RFC 9112 section 3.2), a Host or absolute-form target with userinfo (400:
+// fasthttp's client would turn it into an Authorization header of the client's
+// choosing), and what the client connection saw in the head (clientConn: bare LF, both
+// Content-Length and Transfer-Encoding). An absolute-form target's authority becomes
+// the Host (RFC 9112 section 3.2.2): the group is matched on it, and the member gets it
+// with the target in origin-form. It does not allocate.
+func checkRequest(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) error {
+	if cc, ok := ctx.Conn().(*clientConn); ok {
+		if err := cc.refused(); err != nil {
+			return err
+		}
+	}
 	proto := h.Protocol()
 	switch {
 	case string(proto) == "HTTP/1.1", string(proto) == "HTTP/1.0":
@@ -207,14 +238,46 @@ func checkRequest(h *fasthttp.RequestHeader) error {
 	default:
 		return errBadVersion
 	}
+	for _, c := range h.Method() {
+		if 'a' <= c && c <= 'z' {
+			return errBadMethod
+		}
+	}
+	raw := h.RequestURI()
+	if targetUserinfo(raw) {
+		return errBadHost
+	}
+	if auth := targetAuthority(raw); len(auth) > 0 {
+		h.SetHostBytes(auth)
+	}
 	host := h.Host()
 	if len(host) == 0 && !h.IsHTTP11() {
 		return nil // HTTP/1.0 may omit Host; the member gets its own address (forward)
 	}
-	if len(host) == 0 || bytes.IndexByte(host, '@') >= 0 || targetUserinfo(h.RequestURI()) {
+	if len(host) == 0 || bytes.IndexByte(host, '@') >= 0 {
 		return errBadHost
 	}
 	return nil
+}
+
+// targetAuthority returns the authority of an absolute-form target
+// ("http://host:port/path" gives "host:port"), nil for any other form.
+func targetAuthority(raw []byte) []byte {
+	if len(raw) == 0 || raw[0] == '/' {
+		return nil
+	}
+	i := bytes.Index(raw, strSchemeSep)
+	if i < 0 {
+		return nil
+	}
+	auth := raw[i+3:]
+	for j, c := range auth {
+		switch c {
+		case '/', '?', '#':
+			return auth[:j]
+		}
+	}
+	return auth
 }
 
 // targetUserinfo reports whether an absolute-form target ("http://u:p@host/...")
@@ -290,9 +353,11 @@ func idempotent(method []byte) bool {
 }
 
 // prepareRequest turns the client's request into the member's, in place: it drops the
-// hop-by-hop headers and sets X-Forwarded-For/-Proto/-Host. The path and query are left
+// hop-by-hop headers and every X-Forwarded-For/-Proto/-Host the client sent, then writes
+// one of each: X-Forwarded-For is the peer's address, after the client's values when
+// the peer is a trusted proxy (forwarded.trusted_proxies). The path and query are left
 // byte-exact (the member clients set DisablePathNormalizing).
-func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
+func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, trusted []netip.Prefix) {
 	// The member connection is ours to keep alive, whatever the client asked for.
 	req.Header.ResetConnectionClose()
 	removeHopHeaders(&req.Header)
@@ -300,11 +365,21 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
 
 	var buf [256]byte
 	b := buf[:0]
-	if prior := req.Header.PeekBytes(strXForwardedFor); len(prior) > 0 {
-		b = append(b, prior...)
-		b = append(b, strCommaSpace...)
+	peer := remoteIP(ctx.RemoteAddr())
+	if trustedPeer(peer, trusted) {
+		for _, v := range req.Header.PeekAll(fasthttp.HeaderXForwardedFor) {
+			if v = trimOWS(v); len(v) > 0 {
+				b = append(b, v...)
+				b = append(b, strCommaSpace...)
+			}
+		}
 	}
-	b = appendRemoteIP(b, ctx.RemoteAddr())
+	if peer.IsValid() {
+		b = peer.AppendTo(b)
+	}
+	req.Header.DelBytes(strXForwardedFor) // every occurrence
+	req.Header.DelBytes(strXForwardedProto)
+	req.Header.DelBytes(strXForwardedHost)
 	req.Header.SetBytesKV(strXForwardedFor, b)
 	if ctx.IsTLS() {
 		req.Header.SetBytesKV(strXForwardedProto, strHTTPSScheme)
@@ -314,6 +389,19 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
 	if host := req.Header.Host(); len(host) > 0 {
 		req.Header.SetBytesKV(strXForwardedHost, host)
 	}
+}
+
+// trustedPeer reports whether ip is in one of the trusted prefixes.
+func trustedPeer(ip netip.Addr, trusted []netip.Prefix) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // doStreamed forwards a request whose body streams through (chunked, or larger than
@@ -416,25 +504,26 @@ func rawQuery(raw []byte) []byte {
 	return nil
 }
 
-// appendRemoteIP appends the client's IP without allocating (net.IP.String would).
-func appendRemoteIP(b []byte, addr net.Addr) []byte {
+// remoteIP is the client's IP without allocating (net.IP.String would).
+func remoteIP(addr net.Addr) netip.Addr {
 	if a, ok := addr.(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok {
-			return ip.Unmap().AppendTo(b)
+			return ip.Unmap()
 		}
 	}
-	return b
+	return netip.Addr{}
 }
 
 // header is what removeHopHeaders needs of fasthttp's request and response headers.
 type header interface {
-	PeekBytes(key []byte) []byte
+	PeekAll(key string) [][]byte
 	DelBytes(key []byte)
 }
 
-// removeHopHeaders deletes the headers named in Connection, then the hop-by-hop ones.
+// removeHopHeaders deletes the headers named in Connection (every Connection header),
+// then the hop-by-hop ones.
 func removeHopHeaders(h header) {
-	if conn := h.PeekBytes(strConnection); len(conn) > 0 {
+	for _, conn := range h.PeekAll(fasthttp.HeaderConnection) {
 		for len(conn) > 0 {
 			var tok []byte
 			if i := indexComma(conn); i >= 0 {
@@ -444,7 +533,7 @@ func removeHopHeaders(h header) {
 			}
 			tok = trimOWS(tok)
 			if len(tok) > 0 && !endToEnd(tok) {
-				h.DelBytes(tok)
+				h.DelBytes(tok) // PeekAll's values stay valid: the header keeps its buffers
 			}
 		}
 	}
@@ -531,6 +620,10 @@ var (
 	errNoMember     = errors.New("gateway: no usable member in group")
 	errBadVersion   = errors.New("gateway: HTTP version not supported")
 	errBadHost      = errors.New("gateway: Host missing, or with userinfo")
+	errBadMethod    = errors.New("gateway: method with lower-case letters")
+	errBadPath      = errors.New("gateway: path with dot segments or encoded slashes (server.path_normalization)")
+	errBareLFInHead = errors.New("gateway: request head with bare LF line endings")
+	errCLAndTE      = errors.New("gateway: request with both Content-Length and Transfer-Encoding")
 	errBodyTooLarge = errors.New("gateway: request body larger than server.max_body_bytes")
 	// errClientBody is a request body the client stopped sending before its end.
 	errClientBody = errors.New("gateway: request body incomplete: the client stopped sending")
@@ -552,7 +645,8 @@ func kindOf(err error) errKind {
 		return kindBodyTooLarge
 	case err == errClientBody:
 		return kindClientBody
-	case err == errBadHost:
+	case err == errBadHost, err == errBadMethod, err == errBadPath, err == errBareLFInHead, err == errCLAndTE,
+		errors.Is(err, errBareLF):
 		return kindBadRequest
 	case err == errBadVersion:
 		return kindBadVersion
@@ -621,7 +715,7 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time,
 	if k == kindBodyTooLarge || k == kindClientBody || k == kindBadVersion || k == kindBadRequest {
 		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}
-	s.logAccess(ctx, snap, start, g, m, outcome, status, err)
+	s.logAccess(ctx, snap, start, g, m, outcome, status, int64(len(statusBodies[status])), false, err)
 }
 
 func writeError(ctx *fasthttp.RequestCtx, status int) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,10 @@ type snapshot struct {
 	routeFormat router.Format
 	maxBody     int64
 	retry       config.Retry
-	replayMax   int // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
+	replayMax   int            // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
+	trusted     []netip.Prefix // forwarded.trusted_proxies
+	pathReject  bool           // server.path_normalization: reject
+	rejectSlash bool           // server.reject_encoded_slashes
 	// targets are what the health checker watches, compiled with the table: each
 	// member with its group's active check, passive ejection and drain settings.
 	targets      []health.Target
@@ -200,6 +204,15 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 		accessSample: uint64(max(cfg.Log.AccessSample, 1)),
 	}
 	snap.cookieNames = append(snap.cookieNames, cfg.Session.Cookies...)
+	snap.pathReject = cfg.Server.PathNormalization == config.PathReject
+	snap.rejectSlash = cfg.Server.RejectEncodedSlashes
+	for _, p := range cfg.Forwarded.TrustedProxies {
+		prefix, err := config.ParsePrefix(p) // validated
+		if err != nil {
+			return nil, err
+		}
+		snap.trusted = append(snap.trusted, prefix)
+	}
 	snap.targets = healthTargets(cfg, table)
 	for _, m := range table.Members {
 		if c, ok := old[m.ID+"\x00"+m.Addr]; ok {
@@ -249,19 +262,35 @@ func memberMaxConns(n int) int {
 	return n
 }
 
+// newServer is the client-facing fasthttp server.
+//
+// Deadlines on a client connection: fasthttp's ReadTimeout runs from a new connection's
+// accept and, on a keep-alive one, from the first byte of each later request (the wait
+// for that byte is IdleTimeout). It covers the request head, so it is
+// server.header_timeout, cut to server.read_timeout. Once the head is in,
+// HeaderReceived gives the body read_timeout from then on.
+//
+// Name is server.server_header: the Server header of the gateway's own answers (fail,
+// fasthttp's ErrorHandler path and its 429/503 refusals). fasthttp writes it only into
+// an answer that has none, so a member's own Server header is kept; "" writes none.
 func (s *Server) newServer(cfg *config.Config) *fasthttp.Server {
+	readTimeout := cfg.Server.ReadTimeout
+	bodyConfig := fasthttp.RequestConfig{ReadTimeout: readTimeout}
 	return &fasthttp.Server{
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleParseError,
-		Name:                         "sessiongate",
+		HeaderReceived:               func(*fasthttp.RequestHeader) fasthttp.RequestConfig { return bodyConfig },
+		ConnState:                    clientConnState,
+		Name:                         cfg.Server.ServerHeader,
 		NoDefaultServerHeader:        true,
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
 		ReadBufferSize:               cfg.Server.MaxHeaderBytes,
-		ReadTimeout:                  cfg.Server.ReadTimeout,
+		ReadTimeout:                  min(cfg.Server.HeaderTimeout, readTimeout),
 		WriteTimeout:                 cfg.Server.WriteTimeout,
 		IdleTimeout:                  cfg.Server.IdleTimeout,
 		Concurrency:                  cfg.Server.MaxConns,
+		MaxConnsPerIP:                cfg.Server.MaxConnsPerIP,
 		MaxRequestBodySize:           cfg.Server.BufferBodyBytes,
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
@@ -317,7 +346,7 @@ func withListen(cfg *config.Config, addr string) *config.Config {
 func (s *Server) Serve(lns []net.Listener, adminLn net.Listener) error {
 	errc := make(chan error, len(lns)+1)
 	for _, ln := range lns {
-		go func() { errc <- s.srv.Serve(ln) }()
+		go func() { errc <- s.srv.Serve(clientListener{ln}) }()
 	}
 	n := len(lns)
 	if adminLn != nil && s.admin != nil {

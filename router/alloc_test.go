@@ -186,3 +186,14 @@ func TestAllocsObserve(t *testing.T) {
 		t.Fatalf("Observe allocates %v times per run, want 0", n)
 	}
 }
+
+func TestAllocsCheckPath(t *testing.T) {
+	path := []byte("/fb;jsessionid=0000A1B2C3D4E5F6G7H8I9J0K1L:Node1/account/%2e%2e/orders/..%2fadmin/x.html")
+	var dot, slash bool
+	if n := testing.AllocsPerRun(1000, func() { dot, slash = CheckPath(path) }); n != 0 {
+		t.Fatalf("CheckPath: %v allocs/op, want 0", n)
+	}
+	if !dot || !slash {
+		t.Fatalf("CheckPath(%q) = %v, %v; want true, true", path, dot, slash)
+	}
+}
