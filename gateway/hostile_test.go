@@ -398,6 +398,18 @@ func TestRefusedRequests(t *testing.T) {
 			}
 		})
 	}
+	// A client that keeps its connection open after a bare-LF head is answered at once
+	// too (fasthttp alone waits for a CRLFCRLF until read_timeout).
+	for _, raw := range []string{"GET /fb/x HTTP/1.1\nHost: app\n\n", "GET /fb/x HTTP/1.1\r\nHost: app\n\r\n"} {
+		start := time.Now()
+		c := dialRaw(t, addr)
+		c.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+		io.WriteString(c.conn, raw)
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil || resp.StatusCode != 400 {
+			t.Errorf("%q on an open connection: %v %v after %v, want 400 at once", raw, resp, err, time.Since(start))
+		}
+	}
 	// The head scan looks at heads only: a body with bare LFs and a 100-continue
 	// exchange go through.
 	for _, raw := range []string{

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -138,10 +139,15 @@ func (m *Member) handle(ctx *fasthttp.RequestCtx) {
 	if routes != nil {
 		id = key[:len(key)-len(routes)-1]
 	}
+	// A Plain member holds only the ids it issued; a routed key's session is looked up
+	// by a WebSphere one alone (the benchmark's routed keys cost no lookup).
 	var counter *atomic.Int64
-	if v, ok := m.sessions.Load(string(id)); ok && len(id) > 0 {
-		counter = v.(*atomic.Int64)
-	} else if len(key) > 0 {
+	if len(id) > 0 && (m.ids == WebSphere || key[0] == plainPrefix) {
+		if v, ok := m.sessions.Load(string(id)); ok {
+			counter = v.(*atomic.Int64)
+		}
+	}
+	if counter == nil && len(key) > 0 {
 		switch {
 		case key[0] == ClientPrefix && m.ids == Plain:
 			// A client-made id: whoever serves it first owns it; only the client can tell.
@@ -173,7 +179,17 @@ func (m *Member) handle(ctx *fasthttp.RequestCtx) {
 		n = counter.Add(1)
 	}
 	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString("member=" + m.ID + " clone=" + m.Route + " session=" + string(id) + " counter=" + strconv.FormatInt(n, 10) + "\n")
+	b := ctx.Response.BodyWriter()
+	var buf [20]byte
+	io.WriteString(b, "member=")
+	io.WriteString(b, m.ID)
+	io.WriteString(b, " clone=")
+	io.WriteString(b, m.Route)
+	io.WriteString(b, " session=")
+	b.Write(id)
+	io.WriteString(b, " counter=")
+	b.Write(strconv.AppendInt(buf[:0], n, 10))
+	io.WriteString(b, "\n")
 }
 
 // NewWebSphereID makes "0000" (the cache id) followed by a 23-character session id.
