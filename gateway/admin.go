@@ -62,6 +62,7 @@ func (s *Server) newAdminServer() *fasthttp.Server {
 		ReadTimeout:           cfg.Server.ReadTimeout,
 		WriteTimeout:          cfg.Server.WriteTimeout,
 		MaxRequestBodySize:    64 << 10,
+		CloseOnShutdown:       true, // a browser's keep-alive status page must not hold a shutdown
 		Logger:                fasthttpLogger{s.log},
 	}
 }
@@ -352,6 +353,11 @@ type MemberStatus struct {
 	// BoundSessions estimates the distinct sessions served in the last two
 	// session.bound_window windows: a draining member is empty when it reaches 0.
 	BoundSessions int `json:"bound_sessions"`
+	// RouteMismatches counts the session ids the member issued with a route that no
+	// member has; RouteSeen is the first such route (the fix: make the member's route
+	// that, exactly).
+	RouteMismatches uint64 `json:"route_mismatches"`
+	RouteSeen       string `json:"route_seen,omitempty"`
 }
 
 // CheckStatus is a member's latest active check.
@@ -407,7 +413,9 @@ func (s *Server) memberStatus(_ *snapshot, _ *router.Group, m *router.Member) Me
 		State: st.Admin().String(), Health: "up", Ejected: st.Ejected(), DrainExpired: st.DrainExpired(),
 		UsableNew: st.UsableNew(), UsableBound: st.UsableBound(),
 		Inflight: st.Inflight.Load(), Requests: st.Requests.Load(), Failures: st.Failures.Load(),
-		BoundSessions: st.BoundSessions(),
+		BoundSessions:   st.BoundSessions(),
+		RouteMismatches: st.RouteMismatches.Load(),
+		RouteSeen:       st.RouteSeen(),
 	}
 	if !st.Healthy() {
 		ms.Health = "down"

@@ -12,6 +12,9 @@ var (
 	strCommaSpace      = []byte(", ")
 	strHTTP11          = []byte("HTTP/1.1")
 	strSchemeSep       = []byte("://")
+	strHTTPScheme7     = []byte("http://")
+	strHTTPSScheme8    = []byte("https://")
+	strSlash           = []byte("/")
 )
 
 // endToEndHeaders are never removed because Connection names them (see endToEnd).

@@ -24,7 +24,8 @@ import (
 // the start of a pipelined request) is not, until fasthttp is done with the request
 // (clientConnState). A
 // pipelined head that arrived in the same read as its predecessor's is therefore left
-// to fasthttp alone. The scan visits each LF once with IndexByte; it allocates nothing.
+// to fasthttp alone, and so is its body: a first line that is no request line stops
+// the scan. The scan visits each LF once with IndexByte; it allocates nothing.
 type clientConn struct {
 	net.Conn
 	inHead  bool // scanning: the bytes read belong to a request head
@@ -32,6 +33,9 @@ type clientConn struct {
 	lineLen int  // bytes of the current line read so far, before its LF
 	lines   int  // non-empty lines of the head so far
 	flags   uint8
+	pre     [18]byte // the current line's first bytes ("transfer-encoding:")
+	tail    [9]byte  // and its last ones ("HTTP/1.1", and a CR)
+	tailN   int
 }
 
 const (
@@ -63,7 +67,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 // (StateIdle) once a request is done, its answer written and what was left of its body
 // discarded, so that body bytes are never read as a head.
 func (c *clientConn) next() {
-	c.inHead, c.lastCR, c.lineLen, c.lines, c.flags = true, false, 0, 0, 0
+	c.inHead, c.lastCR, c.lineLen, c.lines, c.flags, c.tailN = true, false, 0, 0, 0, 0
 }
 
 // clientConnState is the client server's ConnState hook.
@@ -91,27 +95,39 @@ func (c *clientConn) refused() error {
 func (c *clientConn) scan(p []byte) bool {
 	i := 0
 	for {
-		if c.lineLen == 0 && i < len(p) {
-			c.lineName(p[i:])
-		}
 		j := indexLF(p[i:])
 		if j < 0 {
 			if i < len(p) {
+				c.linePrefix(p[i:])
+				c.keepTail(p[i:])
 				c.lineLen += len(p) - i
 				c.lastCR = p[len(p)-1] == '\r'
 			}
 			return false
 		}
 		k := i + j // p[k] is an LF
+		c.linePrefix(p[i:k])
 		cr := k > i && p[k-1] == '\r' || k == i && c.lastCR
 		n := c.lineLen + k - i // the line's bytes before its LF
-		if !cr {
+		end := n - b2i(cr)     // the line's length without its CR
+		isRequest := true
+		if end > 0 && c.lines == 0 {
+			if cr && k == i && c.tailN > 0 {
+				c.tailN-- // the CR ended the previous read
+			}
+			isRequest = c.requestLine(p[i:k-b2i(cr && k > i)], end)
+		}
+		c.lineLen, c.lastCR, c.tailN = 0, false, 0
+		if !cr && isRequest {
 			c.flags |= flagBareLF
 		}
-		c.lineLen, c.lastCR = 0, false
-		i = k + 1
 		switch {
-		case n > 1 || n == 1 && !cr:
+		case !isRequest:
+			// Not a request line: these are body bytes of a request whose head was
+			// read with its predecessor's (pipelined), not a head. Stop looking.
+			c.inHead = false
+			return false
+		case end > 0:
 			c.lines++
 		case c.lines == 0:
 			// An empty line before the request line is ignored (RFC 9112 section 2.2).
@@ -121,11 +137,61 @@ func (c *clientConn) scan(p []byte) bool {
 			c.inHead = false // the head is complete; what follows is not looked at
 			return false
 		}
+		i = k + 1
 	}
 }
 
-// lineName notes a Content-Length or Transfer-Encoding header starting at p. A name
-// split across two reads is not seen (fasthttp's own handling then applies).
+// requestLine reports whether a first line of n bytes (CR aside), whose part in this
+// read is seg, can be a request line: long enough ("GET / HTTP/1.1") and ending in
+// "HTTP/x.y".
+func (c *clientConn) requestLine(seg []byte, n int) bool {
+	const shortest = len("GET / HTTP/1.1")
+	if n < shortest {
+		return false
+	}
+	var last [8]byte
+	m := 0
+	if len(seg) >= 8 {
+		m = copy(last[:], seg[len(seg)-8:])
+	} else {
+		// the line's end is split: the end of the kept tail, then seg
+		keep := min(c.tailN, 8-len(seg))
+		m = copy(last[:], c.tail[c.tailN-keep:c.tailN])
+		m += copy(last[m:], seg)
+	}
+	return m == 8 && string(last[:5]) == "HTTP/"
+}
+
+// keepTail keeps the last 9 bytes of the current line seen so far.
+func (c *clientConn) keepTail(seg []byte) {
+	const size = len(c.tail)
+	if len(seg) >= size {
+		c.tailN = copy(c.tail[:], seg[len(seg)-size:])
+		return
+	}
+	keep := min(c.tailN, size-len(seg))
+	copy(c.tail[:], c.tail[c.tailN-keep:c.tailN])
+	c.tailN = keep + copy(c.tail[keep:], seg)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// linePrefix keeps the first bytes of the current line, across reads, and notes the
+// header names they start.
+func (c *clientConn) linePrefix(seg []byte) {
+	if c.lineLen >= len(c.pre) {
+		return
+	}
+	n := copy(c.pre[c.lineLen:], seg)
+	c.lineName(c.pre[:c.lineLen+n])
+}
+
+// lineName notes a Content-Length or Transfer-Encoding header starting at p.
 func (c *clientConn) lineName(p []byte) {
 	if len(p) == 0 {
 		return

@@ -520,3 +520,156 @@ func TestHeadKeepsContentLength(t *testing.T) {
 		t.Errorf("HEAD: %d, Content-Length %d; want 200, 1234", resp.StatusCode, resp.ContentLength)
 	}
 }
+
+// Absolute-form targets: http and https are sent in origin-form with their authority
+// as Host; any other scheme is refused (it would be matched on one path and sent with
+// another).
+func TestAbsoluteFormTargets(t *testing.T) {
+	fb := startFastMember(t, func(ctx *fasthttp.RequestCtx) {
+		fmt.Fprintf(ctx, "member=fb uri=%s host=%s", ctx.Request.Header.RequestURI(), ctx.Request.Header.Host())
+	})
+	root := startFastMember(t, func(ctx *fasthttp.RequestCtx) {
+		fmt.Fprintf(ctx, "member=root uri=%s host=%s", ctx.Request.Header.RequestURI(), ctx.Request.Header.Host())
+	})
+	_, addr := startGateway(t, gwConfig(gwGroup("fb", "/fb", gwMember("fb1", fb)), gwGroup("root", "/", gwMember("r1", root))), zerolog.Nop())
+	for _, tc := range []struct {
+		target string
+		status int
+		body   string
+	}{
+		{"http://app.example/fb/x?q=1", 200, "member=fb uri=/fb/x?q=1 host=app.example"},
+		{"HTTPS://app.example:8443/fb/y", 200, "member=fb uri=/fb/y host=app.example:8443"},
+		{"http://app.example", 200, "member=root uri=/ host=app.example"},
+		{"ftp://app/fb/../admin", 400, ""},
+		{"x://app/fb/x", 400, ""},
+		{"https://app/fb/../admin", 400, ""},
+	} {
+		resp, body := rawRoundTrip(t, addr, "GET "+tc.target+" HTTP/1.1\r\nHost: other\r\n\r\n")
+		if resp.StatusCode != tc.status || tc.body != "" && body != tc.body {
+			t.Errorf("GET %s: %d %q, want %d %q", tc.target, resp.StatusCode, body, tc.status, tc.body)
+		}
+	}
+}
+
+// A client that uploads slower than the member's write timeout is not the member's
+// failure: it gets 408 and the member keeps a clean record.
+func TestSlowUploadIsNotAMemberFailure(t *testing.T) {
+	member := startFastMember(t, func(ctx *fasthttp.RequestCtx) {
+		io.Copy(io.Discard, ctx.RequestBodyStream())
+		ctx.SetBodyString("member=n1\n")
+	})
+	g := gwGroup("g", "/", gwMember("n1", member))
+	g.Passive.ConsecutiveFailures = 1
+	cfg := gwConfig(g)
+	cfg.Server.ReadTimeout = 10 * time.Second
+	cfg.Client.WriteTimeout = 300 * time.Millisecond
+	s, addr := startGateway(t, cfg, zerolog.Nop())
+	c := dialRaw(t, addr)
+	c.conn.SetDeadline(time.Now().Add(scaled(10 * time.Second)))
+	const size = 200 << 10 // past buffer_body_bytes: streamed
+	fmt.Fprintf(c.conn, "POST /up HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n", size)
+	chunk := strings.Repeat("u", size/8)
+	for range 8 {
+		if _, err := io.WriteString(c.conn, chunk); err != nil {
+			break // the gateway gave up on the upload and closed
+		}
+		time.Sleep(150 * time.Millisecond) // pacing the upload, not waiting for state
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("slow upload: %v %v, want 408", resp, err)
+	}
+	assertHealthy(t, s, "after a slow upload")
+}
+
+// Heads and bodies in pieces: a Content-Length and Transfer-Encoding head split inside
+// a header name is still refused, and the body of a pipelined request that comes after
+// its head is not read as a head.
+func TestHeadScanAcrossReads(t *testing.T) {
+	var served atomic.Int64
+	_, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", startFastMember(t, echoMember("n1", &served))))), zerolog.Nop())
+	send := func(parts ...string) []int {
+		c := dialRaw(t, addr)
+		c.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+		for i, p := range parts {
+			if i > 0 {
+				time.Sleep(50 * time.Millisecond) // separate TCP segments, not a wait for state
+			}
+			io.WriteString(c.conn, p)
+		}
+		c.conn.(*net.TCPConn).CloseWrite()
+		var statuses []int
+		for {
+			resp, err := http.ReadResponse(c.br, nil)
+			if err != nil {
+				return statuses
+			}
+			io.Copy(io.Discard, resp.Body)
+			statuses = append(statuses, resp.StatusCode)
+		}
+	}
+	if got := send("POST /x HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nTransfer-", "Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"); len(got) != 1 || got[0] != 400 {
+		t.Errorf("CL and TE split inside a name: answers %v, want [400]", got)
+	}
+	if got := send("POST /x HTTP/1.1\r\nHost: app\r\nCont", "ent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"); len(got) != 1 || got[0] != 400 {
+		t.Errorf("CL split inside its name, then TE: answers %v, want [400]", got)
+	}
+	if got := send("GET /a HTTP/1.1\r\nHost: app\r\n\r\nPOST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 6\r\n\r\n", "a\n\nbcd"); len(got) != 2 || got[0] != 200 || got[1] != 200 {
+		t.Errorf("pipelined POST whose body has bare LFs: answers %v, want [200 200]", got)
+	}
+}
+
+// An HTTP/1.0 client gets a chunked member answer with a length, not chunked.
+func TestHTTP10ClientGetsNoChunked(t *testing.T) {
+	member := startFastMember(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) { w.WriteString("hello") }) // chunked
+	})
+	_, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", member))), zerolog.Nop())
+	c := dialRaw(t, addr)
+	c.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+	io.WriteString(c.conn, "GET /x HTTP/1.0\r\nHost: app\r\nConnection: keep-alive\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if len(resp.TransferEncoding) != 0 || string(body) != "hello" || resp.ContentLength != 5 {
+		t.Errorf("HTTP/1.0 answer: Transfer-Encoding %v, Content-Length %d, body %q; want no chunking, 5, hello", resp.TransferEncoding, resp.ContentLength, body)
+	}
+}
+
+// A client that reads its download slowly is not cut at client.read_timeout and does
+// not count against the member: the timeout bounds each wait for the member's bytes.
+func TestSlowReaderIsNotCut(t *testing.T) {
+	const size = 32 << 20 // far more than the socket buffers hold: the gateway waits on the client
+	big := []byte(strings.Repeat("d", size))
+	member := startFastMember(t, func(ctx *fasthttp.RequestCtx) { ctx.Response.SetBodyRaw(big) })
+	timeout := 400 * time.Millisecond
+	if raceEnabled {
+		timeout = time.Second
+	}
+	g := gwGroup("g", "/", gwMember("n1", member))
+	g.Passive.ConsecutiveFailures = 1
+	cfg := gwConfig(g)
+	cfg.Client.ReadTimeout = timeout
+	var logBuf syncBuffer
+	s, addr := startGateway(t, cfg, zerolog.New(&logBuf))
+	defer func() {
+		if t.Failed() {
+			t.Logf("log: %s", logBuf.String())
+		}
+	}()
+	c := dialRaw(t, addr)
+	c.conn.SetDeadline(time.Now().Add(scaled(8 * time.Second)))
+	io.WriteString(c.conn, "GET /big HTTP/1.1\r\nHost: app\r\n\r\n")
+	time.Sleep(3 * timeout) // a client that does not read: three read timeouts
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != size {
+		t.Fatalf("slow reader got %d of %d bytes (%v)", n, size, err)
+	}
+	assertHealthy(t, s, "after a slow reader")
+}

@@ -9,7 +9,7 @@ import (
 // ";jsessionid=" in a rewritten Location) as bound to that member, unless the key's own
 // route already names it. It runs only when a member sets a session, so the copy of the
 // key that the cache write implies is off the steady-state path.
-func (s *Server) learn(snap *snapshot, m *router.Member, resp *fasthttp.Response, reqKey []byte, outcome router.Outcome) {
+func (s *Server) learn(snap *snapshot, g *router.Group, m *router.Member, resp *fasthttp.Response, reqKey []byte, outcome router.Outcome) {
 	key := issuedKey(snap, resp)
 	if len(key) == 0 {
 		return
@@ -19,8 +19,16 @@ func (s *Server) learn(snap *snapshot, m *router.Member, resp *fasthttp.Response
 		return
 	}
 	if list := router.PeekRoutes(key, snap.routeFormat); list != nil {
-		if first, _ := router.NextRoute(list); string(first) == string(m.Route) {
+		first, _ := router.NextRoute(list)
+		if string(first) == string(m.Route) {
 			return // the route resolver finds this member from the key alone
+		}
+		if len(first) > 0 && !g.HasRoute(first) && m.State.NoteRouteMismatch(first) {
+			// The member writes a route no member has: its sessions stick only while
+			// learned, and after a restart every one is moved (unknown_route).
+			s.log.Warn().Str("group", g.Name).Str("member", m.ID).Bytes("route_seen", first).
+				Bytes("route_configured", m.Route).
+				Msg("member issues session ids with a route that is not its configured route: set the member's route to the application server's jvmRoute or clone id exactly (case-sensitive)")
 		}
 	}
 	s.cache.Learn(router.HashKey(key), m.State.Num())

@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/health"
@@ -25,11 +29,22 @@ func NewLogger(cfg config.Log, w io.Writer) (zerolog.Logger, error) {
 	switch cfg.Format {
 	case "json", "":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		f, isFile := w.(*os.File) // colours only on a terminal (NO_COLOR also turns them off)
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isFile || !isatty.IsTerminal(f.Fd())}
 	default:
 		return zerolog.Nop(), fmt.Errorf("gateway: log.format: %q: want json or console", cfg.Format)
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+	return zerolog.New(w).Level(level).Hook(msTime{}), nil
+}
+
+// msTime stamps every line with its time to the millisecond, in UTC ("time":
+// "2026-12-01T22:30:05.123Z"), without zerolog's process-wide TimeFieldFormat.
+type msTime struct{}
+
+// Run adds the time field.
+func (msTime) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	var buf [32]byte
+	e.Bytes("time", time.Now().UTC().AppendFormat(buf[:0], "2006-01-02T15:04:05.000Z07:00"))
 }
 
 // levelSampler is a Server's run-time log level. zerolog asks a logger's sampler before
@@ -53,18 +68,31 @@ func (s *levelSampler) get() zerolog.Level { return zerolog.Level(s.level.Load()
 // ms is a duration in milliseconds, the unit of every duration in the logs.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// access is what one request's access line says besides the request itself.
+type access struct {
+	start     time.Time
+	g         *router.Group
+	m         *router.Member
+	outcome   router.Outcome
+	tried     *router.Member // the member a retry left (nil: no retry)
+	retryKind errKind        // why it was left
+	status    int
+	sent      int64 // body bytes handed to the client connection
+	truncated bool  // the body stopped short of what the answer announced
+	err       error // the gateway's failure, if any
+}
+
 // logAccess writes the access log line of one request, with typed fields only (no
 // Msgf: a disabled Msgf still allocates). Sampling keeps one success in
-// log.access_sample; failures are always logged, at warn or error level, with the error.
-// sent is the body bytes that went to the client; truncated says the body stopped short
-// of what the response announced (the member stalled or closed mid-body, or the client
-// went away), which is logged whatever the sampling.
-func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time, g *router.Group, m *router.Member, outcome router.Outcome, status int, sent int64, truncated bool, err error) {
+// log.access_sample; failures, and answers cut short (truncated), are always logged,
+// at warn or error level, with the error. client is the real client: the peer, or
+// behind a trusted proxy the last address in X-Forwarded-For that is not a trusted one.
+func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, a *access) {
 	var e *zerolog.Event
 	switch {
-	case err != nil && status >= 500:
+	case a.err != nil && a.status >= 500:
 		e = s.access.Error()
-	case err != nil, truncated:
+	case a.err != nil, a.truncated:
 		e = s.access.Warn()
 	case !snap.accessOn:
 		return
@@ -77,26 +105,55 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, start time.
 		return
 	}
 	req := &ctx.Request
-	e.Bytes("method", req.Header.Method()).
+	var buf [64]byte
+	e.Bytes("client", appendClient(buf[:0], ctx, snap.trusted)).
+		Bytes("method", req.Header.Method()).
 		Bytes("host", req.Header.Host()).
 		Bytes("path", logPath(req.Header.RequestURI())).
-		Int("status", status)
-	if g != nil {
-		e.Str("group", g.Name)
+		Int("status", a.status)
+	if a.g != nil {
+		e.Str("group", a.g.Name)
 	}
-	if m != nil {
-		e.Str("member", m.ID)
+	if a.m != nil {
+		e.Str("member", a.m.ID)
 	}
-	e.Str("affinity", outcome.String()).
-		Float64("duration", ms(time.Since(start))).
-		Int64("bytes", sent)
-	if truncated {
+	if a.tried != nil {
+		e.Str("tried", a.tried.ID).Str("retry_reason", errKindNames[a.retryKind])
+	}
+	e.Str("affinity", a.outcome.String()).
+		Float64("duration_ms", ms(time.Since(a.start))).
+		Int64("bytes", a.sent)
+	if a.truncated {
 		e.Bool("truncated", true)
 	}
-	if err != nil {
-		e.Str("error_kind", errKindNames[kindOf(err)]).Err(err)
+	if a.err != nil {
+		e.Str("error_kind", errKindNames[kindOf(a.err)]).Err(a.err)
 	}
 	e.Msg("request")
+}
+
+// appendClient appends the real client's address: the peer's, or, when the peer is a
+// trusted proxy, the rightmost X-Forwarded-For entry that is not itself trusted (the
+// gateway wrote the header: the client's values, then the peer).
+func appendClient(b []byte, ctx *fasthttp.RequestCtx, trusted []netip.Prefix) []byte {
+	peer := remoteIP(ctx.RemoteAddr())
+	if !trustedPeer(peer, trusted) {
+		return peer.AppendTo(b)
+	}
+	xff := ctx.Request.Header.PeekBytes(strXForwardedFor)
+	for len(xff) > 0 {
+		i := bytes.LastIndexByte(xff, ',')
+		v := trimOWS(xff[i+1:])
+		xff = xff[:max(i, 0)]
+		ip, err := netip.ParseAddr(string(v))
+		if err != nil {
+			return append(b, v...) // not an address: say what was claimed
+		}
+		if !trustedPeer(ip.Unmap(), trusted) || i < 0 {
+			return ip.AppendTo(b)
+		}
+	}
+	return peer.AppendTo(b)
 }
 
 // logPath is the request path without its query and path parameters: session ids
@@ -117,17 +174,14 @@ func logPath(rawURI []byte) []byte {
 // bytes sent and whether the body was cut short, and tells the member's health if the
 // member cut it. Pooled: wrapping costs no allocation.
 type sentBody struct {
-	mr      *fasthttp.Response // the member's answer, released on close
-	r       io.Reader          // its body
-	n       int64
-	rerr    error // the member side's read error, io.EOF aside
-	s       *Server
-	ctx     *fasthttp.RequestCtx
-	snap    *snapshot
-	start   time.Time
-	g       *router.Group
-	m       *router.Member
-	outcome router.Outcome
+	mr   *fasthttp.Response // the member's answer, released on close
+	r    io.Reader          // its body
+	n    int64
+	rerr error // the member side's read error, io.EOF aside
+	s    *Server
+	ctx  *fasthttp.RequestCtx
+	snap *snapshot
+	a    access
 }
 
 var sentBodies = sync.Pool{New: func() any { return new(sentBody) }}
@@ -158,9 +212,10 @@ func (b *sentBody) CloseWithError(werr error) error {
 		if kindOf(b.rerr) == kindMemberTimeout {
 			f = health.Timeout
 		}
-		b.s.health.Observe(b.m.State, f)
+		b.s.health.Observe(b.a.m.State, f)
 	}
-	b.s.logAccess(b.ctx, b.snap, b.start, b.g, b.m, b.outcome, resp.StatusCode(), b.n, truncated, nil)
+	b.a.status, b.a.sent, b.a.truncated = resp.StatusCode(), b.n, truncated
+	b.s.logAccess(b.ctx, b.snap, &b.a)
 	*b = sentBody{}
 	sentBodies.Put(b)
 	return err

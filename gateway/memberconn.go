@@ -51,7 +51,15 @@ type memberConn struct {
 	held     bool   // a Write was kept since the last Read: the next ones go out
 	clock    *ticker
 	lastRead uint32 // clock when the last Read began
-	idle     bool   // this request's connection sat idle: checked, and read first
+	// readWait is client.read_timeout; armed says fasthttp set a read deadline, armedAt
+	// the tick it was set at. Read sets it again once a good part of it has passed, so
+	// that client.read_timeout bounds each wait for the member, as nginx's
+	// proxy_read_timeout does, and a body that a slow client takes long to read is not
+	// cut while the member is waiting on us.
+	readWait time.Duration
+	armed    bool
+	armedAt  uint32
+	idle     bool // this request's connection sat idle: checked, and read first
 	readFn   func(fd uintptr) bool
 	checkFn  func(fd uintptr)
 	one      [1]byte // stale's read buffer
@@ -103,7 +111,7 @@ func (t *ticker) Add(d uint32) { t.n.Add(d) }
 // Stop ends the ticking; the count stays readable.
 func (t *ticker) Stop() { t.once.Do(func() { close(t.stop) }) }
 
-func newMemberConn(c net.Conn, clock *ticker) net.Conn {
+func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -112,10 +120,23 @@ func newMemberConn(c net.Conn, clock *ticker) net.Conn {
 	if err != nil {
 		return c
 	}
-	mc := &memberConn{Conn: c, rc: rc, clock: clock, pending: make([]byte, 0, pendingMax), lastRead: clock.Load()}
+	mc := &memberConn{Conn: c, rc: rc, clock: clock, readWait: readWait, pending: make([]byte, 0, pendingMax), lastRead: clock.Load()}
 	mc.readFn = mc.readStep
 	mc.checkFn = mc.checkStep
 	return mc
+}
+
+// SetReadDeadline notes when fasthttp armed the read timeout, for Read to arm again.
+func (c *memberConn) SetReadDeadline(t time.Time) error {
+	c.armed, c.armedAt = !t.IsZero() && c.readWait > 0, c.clock.Load()
+	return c.Conn.SetReadDeadline(t)
+}
+
+// rearmTicks is how many clock ticks of a read timeout pass before Read arms it anew:
+// half of it (at least one tick), so that a deadline is never missed by more than that
+// and is set again at most twice per timeout.
+func (c *memberConn) rearmTicks() uint32 {
+	return uint32(max(c.readWait/(2*100*time.Millisecond), 1))
 }
 
 // errStaleConn is Write's error on a pooled connection the member closed while it was
@@ -167,7 +188,14 @@ func (c *memberConn) flush() error {
 // Read sends what is kept, then waits for the answer and reads it.
 func (c *memberConn) Read(p []byte) (int, error) {
 	c.held = false
-	c.lastRead = c.clock.Load()
+	now := c.clock.Load()
+	c.lastRead = now
+	if c.armed && now-c.armedAt >= c.rearmTicks() {
+		c.armedAt = now
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.readWait)); err != nil {
+			return 0, err
+		}
+	}
 	if len(c.pending) == 0 {
 		return c.Conn.Read(p)
 	}

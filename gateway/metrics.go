@@ -41,10 +41,12 @@ import (
 //	sessiongate_inflight_requests                       requests being proxied now
 //	sessiongate_config_reloads_total{result}            reloads, ok or failed
 //	sessiongate_config_info{hash}                       1, labelled with the running config's hash
+//	sessiongate_build_info{version,revision,goversion}  1, labelled with the binary's build (Version)
 //	sessiongate_member_requests_total{class}            proxied responses by status class (1xx-5xx)
 //	sessiongate_member_request_duration_seconds         histogram of proxied response times
 //	sessiongate_member_attempts_total                   requests sent to the member (retries included)
 //	sessiongate_member_failures_total                   attempts that got no response
+//	sessiongate_member_route_mismatches_total           issued session ids whose route no member has
 //	sessiongate_member_healthy, _ejected, _usable       0 or 1; usable: takes new sessions
 //	sessiongate_member_admin_state{state}               1 for the current one of ready, drain, maint
 //	sessiongate_member_bound_sessions                   estimated sessions served recently
@@ -166,6 +168,9 @@ func (s *Server) writeMetrics(w io.Writer) {
 	hash, _ := s.reloads.hash.Load().(string)
 	p.family("sessiongate_config_info", "gauge", "Always 1; hash identifies the running configuration.")
 	p.gauge(1, "sessiongate_config_info", "hash", hash)
+	v := Version()
+	p.family("sessiongate_build_info", "gauge", "Always 1; the labels identify the running binary's build.")
+	p.gauge(1, "sessiongate_build_info", "version", v.Version, "revision", v.Revision, "goversion", v.GoVersion)
 
 	var ms []memberMetrics
 	for _, g := range snap.table.Groups {
@@ -212,6 +217,8 @@ func (s *Server) writeMemberMetrics(p *promWriter, ms []memberMetrics) {
 		func(x *memberMetrics) uint64 { return x.m.State.Requests.Load() })
 	p.memberCounter(ms, "sessiongate_member_failures_total", "Requests sent to the member that got no response.",
 		func(x *memberMetrics) uint64 { return x.m.State.Failures.Load() })
+	p.memberCounter(ms, "sessiongate_member_route_mismatches_total", "Session ids the member issued with a route no member of its group has (its configured route differs from the application server's).",
+		func(x *memberMetrics) uint64 { return x.m.State.RouteMismatches.Load() })
 	p.memberGauge(ms, "sessiongate_member_healthy", "1 while the member passes its active checks.",
 		func(x *memberMetrics) uint64 { return b2u(x.m.State.Healthy()) })
 	p.memberGauge(ms, "sessiongate_member_ejected", "1 while passive failures keep the member out.",

@@ -20,24 +20,26 @@ import (
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := ctx.Time() // read by fasthttp when the request came in: one clock read fewer
 	snap := s.snap.Load()
+	var first *router.Member // the member a retry left (access log: tried)
+	var firstKind errKind    // and why (retry_reason)
 	s.stats.requests.Add(1)
 	req := &ctx.Request
 
-	if err := checkRequest(ctx, &req.Header); err != nil {
-		s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, err)
+	if err := checkRequest(ctx, req); err != nil {
+		s.fail(ctx, snap, access{start: start, g: nil, m: nil, outcome: router.OutcomeNone, tried: first, retryKind: firstKind}, err)
 		return
 	}
 	rawURI := req.Header.RequestURI()
 	path := router.PeekPath(rawURI)
 	if snap.pathReject {
 		if dot, slash := router.CheckPath(path); dot || slash && snap.rejectSlash {
-			s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, errBadPath)
+			s.fail(ctx, snap, access{start: start, g: nil, m: nil, outcome: router.OutcomeNone, tried: first, retryKind: firstKind}, errBadPath)
 			return
 		}
 	}
 	g := snap.table.Match(req.Header.Host(), path)
 	if g == nil {
-		s.fail(ctx, snap, start, nil, nil, router.OutcomeNone, errNoGroup)
+		s.fail(ctx, snap, access{start: start, g: nil, m: nil, outcome: router.OutcomeNone, tried: first, retryKind: firstKind}, errNoGroup)
 		return
 	}
 	var hdrVal []byte
@@ -54,25 +56,26 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	d := g.Decide(key, keyHash)
 	m, outcome := d.Member, d.Outcome
 	if m == nil {
-		if d.Bound != nil {
+		if d.Bound != nil && g.Strict() {
 			s.stats.refused[d.Reason].Add(1) // a strict group keeps the session on its member
 		}
-		s.fail(ctx, snap, start, g, nil, outcome, errNoMember)
+		s.fail(ctx, snap, access{start: start, g: g, m: nil, outcome: outcome, tried: first, retryKind: firstKind}, errNoMember)
 		return
 	}
 	if cl := req.Header.ContentLength(); int64(cl) > snap.maxBody {
-		s.fail(ctx, snap, start, g, m, outcome, errBodyTooLarge)
+		s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, errBodyTooLarge)
 		return
 	}
+	reason := d.Reason // why the session moved, counted with the outcome
 	if outcome == router.OutcomeMoved {
-		s.moved(snap, d.Reason, keyHash, m)
+		s.rebind(snap, keyHash, m)
 	}
 
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, req, snap.trusted)
 	kept, err := bufferBody(req, snap.replayMax)
 	if err != nil {
-		s.fail(ctx, snap, start, g, m, outcome, err)
+		s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, err)
 		return
 	}
 	// A strict group's session never leaves its member, not even for a retry.
@@ -100,6 +103,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			break
 		}
 		s.stats.retries.Add(1)
+		if first == nil {
+			first, firstKind = m, kindOf(err)
+		}
 		if req.Header.ContentLength() > 0 {
 			s.stats.replays.Add(1)
 		}
@@ -109,9 +115,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		// ejected by this failure); a passing fault, or a full pool, serves this one
 		// request elsewhere and leaves the binding alone.
 		if len(key) > 0 {
-			outcome = router.OutcomeMoved
+			outcome, reason = router.OutcomeMoved, router.MoveRetry
 			if r := m.State.Reason(); r != router.MoveNone {
-				s.moved(snap, r, keyHash, next)
+				reason = r
+				s.rebind(snap, keyHash, next)
 			}
 		}
 		m = next
@@ -121,10 +128,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if kindOf(err) == kindHeaderTooLarge {
 			err = errMemberHeaderTooLarge // the member's answer, not the client's request: 502, not 431
 		}
-		s.fail(ctx, snap, start, g, m, outcome, err)
+		s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, err)
 		return
 	}
 	s.stats.outcomes[outcome].Add(1)
+	if outcome == router.OutcomeMoved {
+		s.stats.moves[reason].Add(1) // so that moves by reason add up to moved outcomes
+	}
 	if len(key) > 0 && outcome != router.OutcomeBalanced {
 		m.State.SeeSession(keyHash)
 	}
@@ -136,19 +146,23 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 	}
 	if snap.learn {
-		s.learn(snap, m, resp, key, outcome)
+		s.learn(snap, g, m, resp, key, outcome)
 	}
 	m.State.Observe(resp.StatusCode(), time.Since(start))
-	if mr.IsBodyStream() {
+	// An HTTP/1.0 client cannot read a chunked body: one of unknown length is read
+	// whole first (fasthttp would write chunked to it).
+	if mr.IsBodyStream() && (req.Header.IsHTTP11() || mr.Header.ContentLength() >= 0) {
 		// The body goes to the client after handle returns: sentBody logs when it has.
 		b := sentBodies.Get().(*sentBody)
-		*b = sentBody{mr: mr, r: mr.BodyStream(), s: s, ctx: ctx, snap: snap, start: start, g: g, m: m, outcome: outcome}
+		*b = sentBody{mr: mr, r: mr.BodyStream(), s: s, ctx: ctx, snap: snap,
+			a: access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}}
 		resp.SetBodyStream(b, mr.Header.ContentLength())
 		return
 	}
 	resp.SetBody(mr.Body())
 	fasthttp.ReleaseResponse(mr)
-	s.logAccess(ctx, snap, start, g, m, outcome, resp.StatusCode(), int64(len(resp.Body())), false, nil)
+	s.logAccess(ctx, snap, &access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind,
+		status: resp.StatusCode(), sent: int64(len(resp.Body()))})
 }
 
 // forward sends req to m once and records the result in m's passive health.
@@ -179,10 +193,9 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	return nil
 }
 
-// moved counts a session's move and remembers its new member, so that the following
-// requests go there directly (and, without switch_back, stay there).
-func (s *Server) moved(snap *snapshot, reason router.MoveReason, keyHash uint64, m *router.Member) {
-	s.stats.moves[reason].Add(1)
+// rebind remembers a moved session's new member, so that the following requests go
+// there directly (and, without switch_back, stay there).
+func (s *Server) rebind(snap *snapshot, keyHash uint64, m *router.Member) {
 	if !snap.learn {
 		return
 	}
@@ -224,7 +237,8 @@ func bufferBody(req *fasthttp.Request, limit int) (bool, error) {
 // Content-Length and Transfer-Encoding). An absolute-form target's authority becomes
 // the Host (RFC 9112 section 3.2.2): the group is matched on it, and the member gets it
 // with the target in origin-form. It does not allocate.
-func checkRequest(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) error {
+func checkRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) error {
+	h := &req.Header
 	if cc, ok := ctx.Conn().(*clientConn); ok {
 		if err := cc.refused(); err != nil {
 			return err
@@ -244,11 +258,28 @@ func checkRequest(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) error {
 		}
 	}
 	raw := h.RequestURI()
-	if targetUserinfo(raw) {
-		return errBadHost
-	}
-	if auth := targetAuthority(raw); len(auth) > 0 {
+	if len(raw) > 0 && raw[0] != '/' && !(len(raw) == 1 && raw[0] == '*') {
+		// Absolute-form: http or https only; anything else would be matched on one path
+		// and sent with another.
+		rest, ok := cutScheme(raw)
+		if !ok {
+			return errBadTarget
+		}
+		if targetUserinfo(raw) {
+			return errBadHost
+		}
+		auth, origin := rest, strSlash
+		if i := bytes.IndexAny(rest, "/?#"); i >= 0 {
+			auth, origin = rest[:i], rest[i:]
+			if origin[0] != '/' {
+				origin = append([]byte{'/'}, origin...) // "?q" right after the authority: rare, allocates
+			}
+		}
+		if len(auth) == 0 {
+			return errBadHost
+		}
 		h.SetHostBytes(auth)
+		req.SetRequestURIBytes(origin) // the member gets origin-form; the parsed URI is made anew
 	}
 	host := h.Host()
 	if len(host) == 0 && !h.IsHTTP11() {
@@ -260,24 +291,15 @@ func checkRequest(ctx *fasthttp.RequestCtx, h *fasthttp.RequestHeader) error {
 	return nil
 }
 
-// targetAuthority returns the authority of an absolute-form target
-// ("http://host:port/path" gives "host:port"), nil for any other form.
-func targetAuthority(raw []byte) []byte {
-	if len(raw) == 0 || raw[0] == '/' {
-		return nil
+// cutScheme returns what follows "http://" or "https://" (any case) in raw.
+func cutScheme(raw []byte) ([]byte, bool) {
+	switch {
+	case len(raw) >= 7 && equalFoldASCII(raw[:7], strHTTPScheme7):
+		return raw[7:], true
+	case len(raw) >= 8 && equalFoldASCII(raw[:8], strHTTPSScheme8):
+		return raw[8:], true
 	}
-	i := bytes.Index(raw, strSchemeSep)
-	if i < 0 {
-		return nil
-	}
-	auth := raw[i+3:]
-	for j, c := range auth {
-		switch c {
-		case '/', '?', '#':
-			return auth[:j]
-		}
-	}
-	return auth
+	return nil, false
 }
 
 // targetUserinfo reports whether an absolute-form target ("http://u:p@host/...")
@@ -424,6 +446,14 @@ func doStreamed(c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		return errBodyTooLarge
 	case err != nil && (lr.readErr != nil || lr.eof && cl > 0 && lr.total < int64(cl)):
 		return errClientBody // the body stopped short: the client's doing, not the member's
+	case err != nil && !lr.eof && (cl < 0 || lr.total < int64(cl)):
+		// The attempt failed while the body was still coming: the member's write
+		// deadline passed waiting for a slow client (408), or the member gave up on it.
+		// Either way not the member's failure: who is to blame cannot be told.
+		if kindOf(err) == kindMemberTimeout {
+			return errClientSlow
+		}
+		return errUploadCut
 	}
 	return err
 }
@@ -605,13 +635,14 @@ const (
 	kindMemberError
 	kindClientBody
 	kindBadVersion
+	kindUploadCut
 	numErrKinds
 )
 
 var errKindNames = [numErrKinds]string{
 	"", "no_group", "no_member", "body_too_large", "header_too_large", "bad_request",
 	"client_timeout", "connect", "member_timeout", "member_closed", "member_busy", "member_error", "client_body",
-	"bad_version",
+	"bad_version", "upload_cut",
 }
 
 // Sentinel errors of the request path; preallocated so that failing costs no allocation.
@@ -621,6 +652,9 @@ var (
 	errBadVersion   = errors.New("gateway: HTTP version not supported")
 	errBadHost      = errors.New("gateway: Host missing, or with userinfo")
 	errBadMethod    = errors.New("gateway: method with lower-case letters")
+	errClientSlow   = errors.New("gateway: request body too slow: the member's write timeout passed waiting for it")
+	errUploadCut    = errors.New("gateway: the member stopped taking the request body before its end")
+	errBadTarget    = errors.New("gateway: request target neither origin-form nor an http or https URL")
 	errBadPath      = errors.New("gateway: path with dot segments or encoded slashes (server.path_normalization)")
 	errBareLFInHead = errors.New("gateway: request head with bare LF line endings")
 	errCLAndTE      = errors.New("gateway: request with both Content-Length and Transfer-Encoding")
@@ -645,11 +679,15 @@ func kindOf(err error) errKind {
 		return kindBodyTooLarge
 	case err == errClientBody:
 		return kindClientBody
-	case err == errBadHost, err == errBadMethod, err == errBadPath, err == errBareLFInHead, err == errCLAndTE,
+	case err == errBadHost, err == errBadMethod, err == errBadTarget, err == errBadPath, err == errBareLFInHead, err == errCLAndTE,
 		errors.Is(err, errBareLF):
 		return kindBadRequest
 	case err == errBadVersion:
 		return kindBadVersion
+	case err == errClientSlow:
+		return kindClientTimeout
+	case err == errUploadCut:
+		return kindUploadCut
 	case errors.As(err, &small):
 		return kindHeaderTooLarge
 	case errors.Is(err, fasthttp.ErrDialTimeout):
@@ -707,15 +745,16 @@ var strTextPlain = []byte("text/plain; charset=utf-8")
 
 // fail answers a failed request with its status and a short body, counts it and logs
 // one line.
-func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, start time.Time, g *router.Group, m *router.Member, outcome router.Outcome, err error) {
+func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, a access, err error) {
 	k := kindOf(err)
 	s.stats.errors[k].Add(1)
 	status := statusOf(k)
 	writeError(ctx, status)
-	if k == kindBodyTooLarge || k == kindClientBody || k == kindBadVersion || k == kindBadRequest {
+	if k == kindBodyTooLarge || k == kindClientBody || k == kindBadVersion || k == kindBadRequest || k == kindClientTimeout || k == kindUploadCut {
 		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}
-	s.logAccess(ctx, snap, start, g, m, outcome, status, int64(len(statusBodies[status])), false, err)
+	a.status, a.sent, a.err = status, int64(len(statusBodies[status])), err
+	s.logAccess(ctx, snap, &a)
 }
 
 func writeError(ctx *fasthttp.RequestCtx, status int) {

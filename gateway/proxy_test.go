@@ -784,8 +784,8 @@ func TestProxyAccessLog(t *testing.T) {
 			t.Errorf("access line %s = %v, want %v (line %v)", k, lines[0][k], v, lines[0])
 		}
 	}
-	if _, ok := lines[0]["duration"].(float64); !ok {
-		t.Errorf("access line has no numeric duration: %v", lines[0])
+	if _, ok := lines[0]["duration_ms"].(float64); !ok {
+		t.Errorf("access line has no numeric duration_ms (milliseconds, unit in the name): %v", lines[0])
 	}
 
 	buf.Reset()

@@ -236,7 +236,7 @@ func newMemberClient(cfg *config.Config, m *router.Member, clock *ticker) *fasth
 			if err != nil {
 				return nil, err
 			}
-			return newMemberConn(c, clock), nil
+			return newMemberConn(c, clock, cfg.Client.ReadTimeout), nil
 		},
 		MaxConns:                  memberMaxConns(cfg.Client.MaxConns),
 		MaxConnWaitTimeout:        dialTimeout,

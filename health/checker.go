@@ -490,7 +490,7 @@ func (c *Checker) maintain(now time.Time) {
 		}
 		if st.Admin() == router.AdminDrain && !st.DrainExpired() && w.t.DrainTimeout > 0 &&
 			now.Sub(st.DrainSince()) >= w.t.DrainTimeout && st.SetDrainExpired(true) {
-			w.log.Warn().Dur("drain_timeout", w.t.DrainTimeout).Int("bound_sessions", st.BoundSessions()).
+			w.log.Warn().Float64("drain_timeout_ms", ms(w.t.DrainTimeout)).Int("bound_sessions", st.BoundSessions()).
 				Msg("member drain deadline passed: its sessions move")
 		}
 		w.mu.Unlock()
@@ -605,10 +605,13 @@ func (c *Checker) failure(w *watched, st *router.MemberState, n int, reason stri
 		w.n.ejected.Add(1)
 		e := w.log.Warn().Str("from", "up").Str("to", "ejected").Int("failures", n).Str("reason", reason)
 		if w.t.Check.Path == "" {
-			e = e.Dur("ejection", d)
+			e = e.Float64("ejection_ms", ms(d))
 		} else {
 			e = e.Str("until", "an active check passes")
 		}
 		e.Msg("member ejected")
 	}
 }
+
+// ms is a duration in milliseconds, the unit of every duration in the logs.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -68,6 +68,11 @@ type MemberState struct {
 	Failures atomic.Uint64
 	// Consecutive counts failures since the last success (passive health).
 	Consecutive atomic.Uint32
+	// RouteMismatches counts the session ids the member issued with a route that is not
+	// its own and names no member of its group (a configured route that differs from
+	// the application server's jvmRoute or clone id, case included).
+	RouteMismatches atomic.Uint64
+	routeSeen       atomic.Pointer[string] // the first such route
 	// Responses counts the responses proxied from the member by status class: index
 	// status/100 (1-5), and 0 for a status outside 100-599. Observe adds to it.
 	Responses [6]atomic.Uint64
@@ -82,6 +87,26 @@ type MemberState struct {
 	// before; RotateSessions clears the older and makes it current.
 	sketch [2][sketchWords]atomic.Uint64
 	cur    atomic.Uint32
+}
+
+// NoteRouteMismatch counts a session id the member issued with a foreign route and
+// reports whether it is the first: the caller logs once. It keeps the first route seen
+// (a copy: it allocates, once per member).
+func (s *MemberState) NoteRouteMismatch(route []byte) (first bool) {
+	if s.RouteMismatches.Add(1) != 1 {
+		return false
+	}
+	r := string(route)
+	s.routeSeen.CompareAndSwap(nil, &r)
+	return true
+}
+
+// RouteSeen is the first foreign route the member issued ("" if none).
+func (s *MemberState) RouteSeen() string {
+	if r := s.routeSeen.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // NumLatencyBuckets is the number of finite bounds of the response-time histogram.

@@ -69,10 +69,14 @@ const (
 	MoveUnknownRoute
 	// MoveMalformedKey: the key carries no readable route (see Malformed).
 	MoveMalformedKey
+	// MoveRetry: the request was retried on another member after its member failed it,
+	// and that member is not out (a passing fault): the session is served elsewhere this
+	// once, its binding left alone.
+	MoveRetry
 	NumMoveReasons
 )
 
-var moveReasonNames = [NumMoveReasons]string{"none", "member_down", "ejected", "maint", "draining_deadline", "unknown_route", "malformed_key"}
+var moveReasonNames = [NumMoveReasons]string{"none", "member_down", "ejected", "maint", "draining_deadline", "unknown_route", "malformed_key", "retry"}
 
 // String returns the reason's name as used in logs and metrics.
 func (r MoveReason) String() string { return moveReasonNames[r] }
