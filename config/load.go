@@ -174,9 +174,14 @@ func LoadOverride(path string, override func(*Config)) (*Config, error) {
 
 // Parse decodes a YAML config file over Default and validates the result.
 // Decoding is strict: an unknown key, a value of the wrong type or a bad duration is an
-// error naming the line and the field path, such as
+// error naming the line and the field path. Every unknown key is reported, with the
+// key it is most likely a misspelling of, or with an indentation hint when it is a key
+// of an enclosing or preceding mapping:
 //
-//	config: line 7: target_groups[0].members[0].wieght: unknown field
+//	config: line 7: target_groups[0].members[0].wieght: unknown field; did you mean "weight"?
+//
+// A tab in the indentation and a key out of line with its siblings are reported with
+// a hint rather than the YAML parser's message.
 //
 // Validation reports every problem at once (see Validate), each with the line of the
 // key when the file has it. A value left out or given as null keeps its default.
@@ -186,7 +191,7 @@ func Parse(data []byte) (*Config, error) { return parse(data, nil) }
 func parse(data []byte, override func(*Config)) (*Config, error) {
 	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return nil, yamlError(nil, err)
+		return nil, syntaxError(data, err)
 	}
 	var body ast.Node
 	for i, doc := range file.Docs {
@@ -205,7 +210,7 @@ func parse(data []byte, override func(*Config)) (*Config, error) {
 		var errs []error
 		ast.Walk(&tagFinder{errs: &errs}, body)
 		if len(errs) == 0 {
-			checkNode(body, reflect.TypeFor[Config](), &errs)
+			checkNode(body, reflect.TypeFor[Config](), nil, &errs)
 		}
 		if len(errs) > 0 {
 			return nil, errors.Join(errs...)
@@ -339,6 +344,220 @@ func yamlError(body ast.Node, err error) error {
 	return ce
 }
 
+// syntaxError turns an error of the YAML parser into a configError. The parser's
+// messages for a tab in the indentation and for a key indented deeper or less deep
+// than its siblings say little about the cause, so those get a hint naming the line,
+// the key and what it is misaligned with; every other error is yamlError's.
+func syntaxError(data []byte, err error) error {
+	var syn *yaml.SyntaxError
+	if errors.As(err, &syn) && tokenLine(syn.Token) > 0 {
+		lines := strings.Split(string(data), "\n")
+		var ce *configError
+		switch syn.Message {
+		case "found character '\t' that cannot start any token":
+			ce = tabError(lines, tokenLine(syn.Token))
+		case "mapping value is not allowed in this context":
+			ce = deeperKeyError(lines, syn.Token)
+		case "value is not allowed in this context":
+			ce = shallowerKeyError(lines, syn.Token)
+		}
+		if ce != nil {
+			ce.err = err
+			return ce
+		}
+	}
+	return yamlError(nil, err)
+}
+
+// sourceLine is one line of a config file split for indentation hints.
+type sourceLine struct {
+	indent string // leading spaces and tabs
+	text   string // the rest, without a trailing comment or CR
+	item   bool   // text starts a list item ("- ")
+	key    string // the key the line sets, after any "- ", or ""
+}
+
+// splitLine reads line for indentation hints. It understands the plain block style
+// that config files are written in and is only used to word a message.
+func splitLine(line string) sourceLine {
+	line = strings.TrimSuffix(line, "\r")
+	rest := strings.TrimLeft(line, " \t")
+	l := sourceLine{indent: line[:len(line)-len(rest)]}
+	if i := strings.Index(rest, " #"); i >= 0 {
+		rest = rest[:i]
+	}
+	if strings.HasPrefix(rest, "#") {
+		rest = ""
+	}
+	l.text = strings.TrimRight(rest, " \t")
+	if l.text == "-" || strings.HasPrefix(l.text, "- ") {
+		l.item = true
+		rest = strings.TrimLeft(l.text[1:], " ")
+	} else {
+		rest = l.text
+	}
+	if i := strings.Index(rest, ":"); i > 0 && (i == len(rest)-1 || rest[i+1] == ' ' || rest[i+1] == '\t') &&
+		!strings.ContainsAny(rest[:i], "{}[],\"'&*!|>%@`") {
+		l.key = rest[:i]
+	}
+	return l
+}
+
+// prefixKeys parses the first n lines of the file and returns its keys in file order,
+// or nil when those lines do not parse on their own.
+func prefixKeys(lines []string, n int) []*ast.MappingValueNode {
+	if n <= 0 || n > len(lines) {
+		return nil
+	}
+	file, err := parser.ParseBytes([]byte(strings.Join(lines[:n], "\n")+"\n"), 0)
+	if err != nil {
+		return nil
+	}
+	var keys keyCollector
+	for _, doc := range file.Docs {
+		if doc != nil && doc.Body != nil {
+			ast.Walk(&keys, doc.Body)
+		}
+	}
+	return keys
+}
+
+// keyCollector is an ast.Visitor that lists the key-value pairs of a file in order.
+type keyCollector []*ast.MappingValueNode
+
+func (c *keyCollector) Visit(n ast.Node) ast.Visitor {
+	if mv, ok := n.(*ast.MappingValueNode); ok && mv.Key != nil && tokenLine(mv.Key.GetToken()) > 0 {
+		*c = append(*c, mv)
+	}
+	return c
+}
+
+// keyOnLine returns the last key of keys written on line, or nil.
+func keyOnLine(keys []*ast.MappingValueNode, line int) *ast.MappingValueNode {
+	var found *ast.MappingValueNode
+	for _, mv := range keys {
+		if tokenLine(mv.Key.GetToken()) == line {
+			found = mv
+		}
+	}
+	return found
+}
+
+// tabError is the error for a tab in the indentation of a line, at or near line.
+// The key path is given when the line before opens a block (ends in "key:"), the only
+// case where the level the tab stands for is clear.
+func tabError(lines []string, line int) *configError {
+	hasTab := func(n int) bool {
+		return n >= 1 && n <= len(lines) && strings.Contains(splitLine(lines[n-1]).indent, "\t")
+	}
+	if !hasTab(line) {
+		line = 0
+		for n := 1; n <= len(lines) && line == 0; n++ {
+			if hasTab(n) {
+				line = n
+			}
+		}
+		if line == 0 {
+			return nil
+		}
+	}
+	ce := &configError{line: line, detail: "tab character used for indentation; YAML indents with spaces only"}
+	l := splitLine(lines[line-1])
+	p := line - 1
+	for p >= 1 && splitLine(lines[p-1]).text == "" {
+		p--
+	}
+	if p < 1 {
+		return ce
+	}
+	if pl := splitLine(lines[p-1]); pl.key == "" || !strings.HasSuffix(pl.text, ":") {
+		return ce
+	}
+	parent := keyOnLine(prefixKeys(lines, p), p)
+	if parent == nil {
+		return ce
+	}
+	path := yamlPath(parent.Key)
+	if l.item {
+		path += "[0]"
+	}
+	if l.key != "" {
+		path += "." + l.key
+	}
+	ce.path = path
+	return ce
+}
+
+// deeperKeyError is the error for a key indented deeper than the key before it, which
+// the parser reads as the continuation of that key's scalar value (tok) and then
+// rejects at the ':'. It names the line of the misplaced key.
+func deeperKeyError(lines []string, tok *token.Token) *configError {
+	start := tokenLine(tok)
+	for n := start + 1; n <= len(lines) && n <= start+50; n++ {
+		l := splitLine(lines[n-1])
+		if l.key == "" || l.item {
+			continue
+		}
+		ce := &configError{line: n}
+		prev := keyOnLine(prefixKeys(lines, start), start)
+		if prev == nil {
+			ce.detail = fmt.Sprintf("%q is indented deeper than the key on line %d; check the indentation: keys of one mapping start in the same column", l.key, start)
+			return ce
+		}
+		prevPath := yamlPath(prev.Key)
+		if i := strings.LastIndexByte(prevPath, '.'); i >= 0 {
+			ce.path = prevPath[:i+1] + l.key
+		} else {
+			ce.path = l.key
+		}
+		ce.detail = fmt.Sprintf("%q is indented deeper than %s on line %d; check the indentation: keys of one mapping start in the same column",
+			l.key, prevPath, start)
+		return ce
+	}
+	return nil
+}
+
+// shallowerKeyError is the error for a key (tok) indented less than its siblings but
+// more than their parent, so that it belongs to no mapping. It names the keys above
+// whose columns it falls between.
+func shallowerKeyError(lines []string, tok *token.Token) *configError {
+	line, col := tokenLine(tok), tok.Position.Column
+	if line > len(lines) {
+		return nil
+	}
+	l := splitLine(lines[line-1])
+	what, rule := strconv.Quote(l.key), "keys of one mapping start in the same column"
+	switch {
+	case l.item:
+		what, rule = "the list item "+strconv.Quote(l.text), "the items of one list start in the same column"
+	case l.key == "":
+		return nil
+	}
+	keys := prefixKeys(lines, line-1)
+	var outer, inner *ast.MappingValueNode
+	for _, mv := range keys {
+		c := mv.Key.GetToken().Position.Column
+		switch {
+		case c < col:
+			outer, inner = mv, nil
+		case c > col && (inner == nil || c <= inner.Key.GetToken().Position.Column):
+			inner = mv
+		}
+	}
+	if inner == nil {
+		return nil
+	}
+	at := func(mv *ast.MappingValueNode) string {
+		p := mv.Key.GetToken().Position
+		return fmt.Sprintf("%s (line %d, column %d)", yamlPath(mv.Key), p.Line, p.Column)
+	}
+	detail := fmt.Sprintf("%s (column %d) is indented less than %s", what, col, at(inner))
+	if outer != nil {
+		detail += " and more than " + at(outer)
+	}
+	return &configError{line: line, detail: detail + "; check the indentation: " + rule}
+}
+
 // wantKind names the YAML value a Go type is decoded from, for error messages.
 func wantKind(t reflect.Type) string {
 	if t == nil {
@@ -464,19 +683,15 @@ func (x lineIndex) find(path string) int {
 }
 
 // checkNode reports, before decoding, the values of body that the decoder would not
-// report well: a bad duration (the decoder returns time.ParseDuration's error without
-// a position) and a null list item where a mapping is expected (the decoder makes it
-// a zero value without running its defaults). It walks node alongside the Go type t
-// and leaves every other mismatch to the decoder.
-func checkNode(node ast.Node, t reflect.Type, errs *[]error) {
-	for {
-		switch n := node.(type) {
-		case *ast.AnchorNode:
-			node = n.Value
-			continue
-		}
-		break
-	}
+// report well: every unknown key (the decoder stops at one, picked at random among the
+// keys of a mapping), with a suggestion for a near miss or a hint when the key belongs
+// to an enclosing or preceding mapping; a bad duration (the decoder returns
+// time.ParseDuration's error without a position); and a null list item where a
+// mapping is expected (the decoder makes it a zero value without running its
+// defaults). It walks node alongside the Go type t; outer holds the enclosing
+// mappings, outermost first. Every other mismatch is left to the decoder.
+func checkNode(node ast.Node, t reflect.Type, outer []mapScope, errs *[]error) {
+	node = unwrapAnchor(node)
 	if node == nil {
 		return
 	}
@@ -505,18 +720,31 @@ func checkNode(node ast.Node, t reflect.Type, errs *[]error) {
 		if !ok {
 			return
 		}
+		here := append(outer[:len(outer):len(outer)], mapScope{t: t, node: node})
+		var (
+			prev     ast.Node // value of the previous known key
+			prevType reflect.Type
+			last     []mapScope // lastMappings(prev, prevType), computed for the first unknown key after prev
+			lastOK   bool
+		)
 		it := m.MapRange()
 		for it.Next() {
 			if it.Key().IsMergeKey() {
 				continue
 			}
-			key := it.Key().GetToken()
-			if key == nil {
+			key, ok := keyName(it.Key())
+			if !ok {
 				continue
 			}
-			if f, ok := fieldByKey(t, key.Value); ok {
-				checkNode(it.Value(), f.Type, errs)
+			if f, ok := fieldByKey(t, key); ok {
+				checkNode(it.Value(), f.Type, here, errs)
+				prev, prevType, lastOK = it.Value(), f.Type, false
+				continue
 			}
+			if !lastOK {
+				last, lastOK = lastMappings(prev, prevType), true
+			}
+			*errs = append(*errs, unknownKey(it.Key(), key, here, last))
 		}
 	case reflect.Slice:
 		seq, ok := node.(*ast.SequenceNode)
@@ -533,9 +761,202 @@ func checkNode(node ast.Node, t reflect.Type, errs *[]error) {
 				})
 				continue
 			}
-			checkNode(v, elem, errs)
+			checkNode(v, elem, outer, errs)
 		}
 	}
+}
+
+// mapScope is a mapping of the file and the struct type it decodes into.
+type mapScope struct {
+	t    reflect.Type
+	node ast.Node
+}
+
+// unwrapAnchor returns the value of an anchored node, or node itself.
+func unwrapAnchor(node ast.Node) ast.Node {
+	for {
+		a, ok := node.(*ast.AnchorNode)
+		if !ok {
+			return node
+		}
+		node = a.Value
+	}
+}
+
+// keyName is the text of a mapping key as the decoder matches it against field names.
+// ok is false for a key that checkNode leaves to the decoder (an alias, or no token).
+func keyName(key ast.MapKeyNode) (name string, ok bool) {
+	var n ast.Node = key
+	if k, isKey := n.(*ast.MappingKeyNode); isKey {
+		n = k.Value
+	}
+	n = unwrapAnchor(n)
+	switch k := n.(type) {
+	case nil, *ast.AliasNode:
+		return "", false
+	case *ast.StringNode:
+		return k.Value, true
+	}
+	tok := n.GetToken()
+	if tok == nil {
+		return "", false
+	}
+	return tok.Value, true
+}
+
+// unknownKey is the error for key, which is not a field of the innermost mapping of
+// scopes. It suggests a field of that mapping spelt the same but for case, '-' or '_';
+// failing that, when key is a field of one of the mappings in last (see lastMappings)
+// or of an enclosing mapping, it says so, as the key is then most likely indented at
+// the wrong level; failing that, it suggests a field spelt almost the same.
+func unknownKey(keyNode ast.MapKeyNode, key string, scopes []mapScope, last []mapScope) error {
+	tok := keyNode.GetToken()
+	ce := &configError{
+		line:   tokenLine(tok),
+		path:   yamlPath(keyNode),
+		detail: "unknown field",
+		err:    &yaml.UnknownFieldError{Message: fmt.Sprintf("unknown field %q", key), Token: tok},
+	}
+	here := scopes[len(scopes)-1]
+	suggestion, dist := suggestKey(here.t, key)
+	if suggestion != "" && dist == 0 {
+		ce.detail += fmt.Sprintf("; did you mean %q?", suggestion)
+		return ce
+	}
+	var owner ast.Node
+	found := false
+	for _, s := range last {
+		if _, ok := fieldByKey(s.t, key); ok {
+			owner, found = s.node, true
+			break
+		}
+	}
+	for i := len(scopes) - 2; i >= 0 && !found; i-- {
+		if _, ok := fieldByKey(scopes[i].t, key); ok {
+			owner, found = scopes[i].node, true
+		}
+	}
+	switch {
+	case found:
+		ce.detail += fmt.Sprintf("; check the indentation: %q is a key of %s, not of %s",
+			key, mappingName(owner), mappingName(here.node))
+	case suggestion != "":
+		ce.detail += fmt.Sprintf("; did you mean %q?", suggestion)
+	}
+	return ce
+}
+
+// lastMappings follows node (of type t) through the mappings written last in it (the
+// value of the last key of a mapping, the last item of a list) and returns them,
+// outermost first. A key of one of them found after node was most likely meant to be
+// indented under it.
+func lastMappings(node ast.Node, t reflect.Type) []mapScope {
+	var chain []mapScope
+	for depth := 0; node != nil && t != nil && depth < 16; depth++ {
+		node = unwrapAnchor(node)
+		switch t.Kind() {
+		case reflect.Struct:
+			m, ok := node.(ast.MapNode)
+			if !ok || t == reflect.TypeFor[time.Duration]() {
+				return chain
+			}
+			chain = append(chain, mapScope{t: t, node: node})
+			var next ast.Node
+			var nextType reflect.Type
+			it := m.MapRange()
+			for it.Next() {
+				if name, ok := keyName(it.Key()); ok && !it.Key().IsMergeKey() {
+					if f, ok := fieldByKey(t, name); ok {
+						next, nextType = it.Value(), f.Type
+					}
+				}
+			}
+			node, t = next, nextType
+		case reflect.Slice:
+			seq, ok := node.(*ast.SequenceNode)
+			if !ok || len(seq.Values) == 0 {
+				return chain
+			}
+			node, t = seq.Values[len(seq.Values)-1], t.Elem()
+		default:
+			return chain
+		}
+	}
+	return chain
+}
+
+// mappingName names a mapping of the file by its path, for hints.
+func mappingName(node ast.Node) string {
+	if p := yamlPath(node); p != "" {
+		return p
+	}
+	return "the top level"
+}
+
+// suggestKey returns the field of struct type t whose yaml name is closest to key, and
+// its edit distance, or "" when none is close. Names are compared without case, '-'
+// and '_', so "Listen", "max-conns" and "routeformat" are at distance 0; the distance
+// allowed grows with the length of key, from 1 to 3.
+func suggestKey(t reflect.Type, key string) (string, int) {
+	k := normalizeKey(key)
+	if len(k) == 0 || len(k) > 64 {
+		return "", 0
+	}
+	limit := min(max(len(k)/3, 1), 3)
+	best, bestDist := "", limit+1
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		if d := editDistance(k, normalizeKey(name)); d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	return best, bestDist
+}
+
+// normalizeKey lower-cases key and drops '-' and '_', for suggestKey.
+func normalizeKey(key string) string {
+	b := make([]byte, 0, len(key))
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case c == '-' || c == '_':
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// editDistance is the optimal string alignment distance between a and b: the number
+// of inserted, deleted or replaced bytes and swapped adjacent bytes.
+func editDistance(a, b string) int {
+	// Three rows of the dynamic programming table: i-2, i-1 and i.
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }
 
 // fieldByKey finds the field of struct type t whose yaml tag names key.

@@ -381,7 +381,7 @@ func TestParseConfigDecodeErrors(t *testing.T) {
 		{"unknown top-level key", "lsten: 127.0.0.1:80\n" + configTestYAML,
 			[]string{"config: line 1: lsten: unknown field"}},
 		{"unknown key in member", configTestYAML + "        wieght: 2\n",
-			[]string{"config: line 6: target_groups[0].members[0].wieght: unknown field"}},
+			[]string{`config: line 6: target_groups[0].members[0].wieght: unknown field; did you mean "weight"?`}},
 		{"unknown key in flow member", "target_groups:\n  - name: g\n    members:\n      - {id: a, address: 'a:1', rout: r}\n",
 			[]string{"config: line 4: target_groups[0].members[0].rout: unknown field"}},
 		{"unknown key in group", configTestYAML + "    path: /fb\n",
@@ -443,6 +443,116 @@ func TestParseConfigDecodeErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseConfigUnknownKeys checks that every unknown key of a file is reported, each
+// with its line and path, and with a suggestion when a key of the same mapping is
+// spelt almost the same.
+func TestParseConfigUnknownKeys(t *testing.T) {
+	const data = `session:
+  routeformat: tomcat
+target_groups:
+  - name: fb
+    healthcheck:
+      path: /hc
+    members:
+      - id: Node1
+        address: 10.1.1.12:8080
+        wieght: 2
+`
+	got := parseConfigError(t, data)
+	want := `config: line 2: session.routeformat: unknown field; did you mean "route_format"?
+config: line 5: target_groups[0].healthcheck: unknown field; did you mean "health_check"?
+config: line 10: target_groups[0].members[0].wieght: unknown field; did you mean "weight"?`
+	if got != want {
+		t.Errorf("Parse(%s) error =\n%s\nwant\n%s", data, got, want)
+	}
+
+	tests := []struct {
+		name string
+		data string
+		want string
+	}{
+		{"case", "Listen: 127.0.0.1:80\n" + configTestYAML,
+			`config: line 1: Listen: unknown field; did you mean "listen"?`},
+		{"dash for underscore", "server:\n  max-conns: 10\n" + configTestYAML,
+			`config: line 2: server.max-conns: unknown field; did you mean "max_conns"?`},
+		{"missing letter", "lsten: 127.0.0.1:80\n" + configTestYAML,
+			`config: line 1: lsten: unknown field; did you mean "listen"?`},
+		{"doubled letter", configTestYAML + "    health_check:\n      intervall: 5s\n",
+			`config: line 7: target_groups[0].health_check.intervall: unknown field; did you mean "interval"?`},
+		{"nothing close", "frobnicate: 1\n" + configTestYAML,
+			`config: line 1: frobnicate: unknown field`},
+		{"nothing close in session.learned", "session:\n  learned:\n    size: 10\n" + configTestYAML,
+			`config: line 3: session.learned.size: unknown field`},
+		{"non-string key", "1: a\n" + configTestYAML,
+			`config: line 1: 1: unknown field`},
+		{"member key under the group", configTestYAML + "    weight: 2\n",
+			`config: line 6: target_groups[0].weight: unknown field; check the indentation: "weight" is a key of target_groups[0].members[0], not of target_groups[0]`},
+		{"group key under a member", configTestYAML + "        drain_timeout: 1m\n",
+			`config: line 6: target_groups[0].members[0].drain_timeout: unknown field; check the indentation: "drain_timeout" is a key of target_groups[0], not of target_groups[0].members[0]`},
+		{"top-level key under a group", configTestYAML + "    listen: 127.0.0.1:80\n",
+			`config: line 6: target_groups[0].listen: unknown field; check the indentation: "listen" is a key of the top level, not of target_groups[0]`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseConfigError(t, tc.data); got != tc.want {
+				t.Errorf("Parse(%s) error = %q, want %q", tc.data, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseConfigIndentation checks the hints for tabs and misaligned keys, which the
+// YAML parser reports without naming the cause.
+func TestParseConfigIndentation(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		want string
+	}{
+		{"tab under a mapping key", "listen: 127.0.0.1:80\nlog:\n\tlevel: debug\n" + configTestYAML,
+			"config: line 3: log.level: tab character used for indentation; YAML indents with spaces only"},
+		{"tab before a list item", "target_groups:\n  - name: fb\n    members:\n\t- id: Node1\n",
+			"config: line 4: target_groups[0].members[0].id: tab character used for indentation; YAML indents with spaces only"},
+		{"tab among siblings", configTestYAML + "\t  weight: 2\n",
+			"config: line 6: tab character used for indentation; YAML indents with spaces only"},
+		{"key deeper than its sibling", "target_groups:\n  - name: fb\n    members:\n      - id: Node1\n          address: 10.1.1.12:8080\n",
+			`config: line 5: target_groups[0].members[0].address: "address" is indented deeper than target_groups[0].members[0].id on line 4; check the indentation: keys of one mapping start in the same column`},
+		{"key less deep than its sibling", "target_groups:\n  - name: fb\n    members:\n      - id: Node1\n       address: 10.1.1.12:8080\n",
+			`config: line 5: "address" (column 8) is indented less than target_groups[0].members[0].id (line 4, column 9) and more than target_groups[0].members (line 3, column 5); check the indentation: keys of one mapping start in the same column`},
+		{"key between two levels", configTestYAML + "   weight: 2\n",
+			`config: line 6: "weight" (column 4) is indented less than target_groups[0].members (line 3, column 5) and more than target_groups (line 1, column 1); check the indentation: keys of one mapping start in the same column`},
+		{"misaligned list item", "target_groups:\n  - name: a\n   - name: b\n",
+			`config: line 3: the list item "- name: b" (column 4) is indented less than target_groups[0].name (line 2, column 5) and more than target_groups (line 1, column 1); check the indentation: the items of one list start in the same column`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseConfigError(t, tc.data); got != tc.want {
+				t.Errorf("Parse(%q) error =\n%s\nwant\n%s", tc.data, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0},
+		{"weight", "weight", 0},
+		{"wieght", "weight", 1},
+		{"lsten", "listen", 1},
+		{"", "ttl", 3},
+		{"kitten", "sitting", 3},
+		{"ca", "abc", 3},
+	}
+	for _, tc := range tests {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
 	}
 }
 
