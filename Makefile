@@ -1,12 +1,40 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build run test fmt-check vet race allocs fuzz bench loadbench bench-gate clean
+# make install: DESTDIR stages the tree (packaging), PREFIX is where it will live. The
+# unit file is installed with its /usr/local/ paths rewritten to PREFIX.
+DESTDIR ?=
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DOCDIR ?= $(PREFIX)/share/doc/sessiongate
+UNITDIR ?= /etc/systemd/system
+IMAGE ?= sessiongate:latest
+
+.PHONY: all build install docker run test fmt-check vet race allocs fuzz bench loadbench bench-gate clean
 
 all: build
 
+# A static binary (no cgo, so no libc to match on the target) with the VCS revision
+# stamped in: -buildvcs=auto overrides a GOFLAGS=-buildvcs=false and still builds from
+# a tree without git. `bin/sessiongate version` prints it.
 build:
-	$(GO) build -o bin/sessiongate ./cmd/sessiongate
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -o bin/sessiongate ./cmd/sessiongate
+
+# Installs bin/sessiongate (built first if missing; `make build && sudo make install`)
+# where deploy/sessiongate.service runs it, the unit and the README it links to. The
+# configuration, /etc/sessiongate/sessiongate.yaml, is left to the operator.
+install:
+	@test -x bin/sessiongate || $(MAKE) build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 bin/sessiongate $(DESTDIR)$(BINDIR)/sessiongate
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/share/doc/sessiongate/|$(DOCDIR)/|g' \
+	  deploy/sessiongate.service > $(DESTDIR)$(UNITDIR)/sessiongate.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sessiongate.service
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+# An image FROM scratch around the static binary: nothing to pull (see Dockerfile).
+docker: build
+	docker build -t $(IMAGE) .
 
 # The gateway in front of two demo members on loopback: open http://127.0.0.1:8080/fb/
 run:

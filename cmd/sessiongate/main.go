@@ -5,6 +5,7 @@
 //	sessiongate validate -config FILE  check a configuration file and exit
 //	sessiongate demo                   two demo members and the gateway in front
 //	sessiongate bench [flags]          load benchmark: direct, gateway, peers
+//	sessiongate version                the build: version, VCS revision, Go version
 package main
 
 import (
@@ -31,6 +32,7 @@ Usage:
   sessiongate validate -config FILE   check a configuration file; non-zero exit when invalid
   sessiongate demo [-listen ADDR]     two WebSphere-like members on loopback, the gateway in front
   sessiongate bench [flags]           load benchmark: direct, gateway and peers (bench -h)
+  sessiongate version                 print the version, VCS revision and Go version (also -version)
 
 Flags (each overrides the config file field named in parentheses):
 `
@@ -43,6 +45,10 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "bench" {
 		return runBench(args[1:])
 	}
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Println(gateway.Version())
+		return 0
+	}
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "validate" || args[0] == "demo" || args[0] == "serve") {
 		cmd, args = args[0], args[1:]
@@ -54,11 +60,16 @@ func run(args []string) int {
 	}
 	var f Flags
 	f.Register(fs)
+	version := fs.Bool("version", false, "print the version, VCS revision and Go version, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *version {
+		fmt.Println(gateway.Version())
+		return 0
 	}
 	switch cmd {
 	case "validate":
