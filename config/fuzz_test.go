@@ -25,6 +25,10 @@ func FuzzParseConfig(f *testing.F) {
 		configTestYAML + "        wieght: 2\n",
 		configTestYAML + "    health_check: {interval: 5x, timeout: 1s}\n",
 		configTestYAML + "---\n" + configTestYAML,
+		"log:\n\tlevel: info\n" + configTestYAML,                                               // a tab in the indentation
+		"target_groups:\n  - name: g\n    members:\n      - id: a\n          address: 'a:1'\n", // a key deeper than its sibling
+		"target_groups:\n  - name: g\n    members:\n      - id: a\n     address: 'a:1'\n",      // and shallower
+		"session: {routeformat: tomcat, Listen: x, max-conns: 1}\n" + configTestYAML,           // near misses
 		"log: {access_sample: -1}\n" + configTestYAML,
 		"session: {cookies: [a, a], affinity: [hash, hash]}\n" + configTestYAML,
 		"x: &a {id: n}\ntarget_groups: [{name: g, members: [*a]}]\n",
