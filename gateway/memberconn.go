@@ -59,7 +59,9 @@ type memberConn struct {
 	readWait time.Duration
 	armed    bool
 	armedAt  uint32
-	idle     bool // this request's connection sat idle: checked, and read first
+	set      *connSet    // the member's open connections (nil in tests)
+	killed   atomic.Bool // closed by connSet.closeAll
+	idle     bool        // this request's connection sat idle: checked, and read first
 	readFn   func(fd uintptr) bool
 	checkFn  func(fd uintptr)
 	one      [1]byte // stale's read buffer
@@ -111,7 +113,50 @@ func (t *ticker) Add(d uint32) { t.n.Add(d) }
 // Stop ends the ticking; the count stays readable.
 func (t *ticker) Stop() { t.once.Do(func() { close(t.stop) }) }
 
-func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration) net.Conn {
+// connSet is the open connections to one member, so that they can all be closed when
+// the member goes down or is ejected (shutdownSessions). It is touched when a
+// connection opens or closes, never per request.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[*memberConn]struct{}
+}
+
+func (s *connSet) add(c *memberConn) {
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = map[*memberConn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *connSet) remove(c *memberConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// closeAll closes every open connection; their requests in flight fail with
+// errMarkedDown, which retries idempotent ones elsewhere.
+func (s *connSet) closeAll() int {
+	s.mu.Lock()
+	conns := make([]*memberConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.killed.Store(true)
+		c.Conn.Close()
+	}
+	return len(conns)
+}
+
+// errMarkedDown is the error of a request whose member connection the gateway closed
+// because the member went down or was ejected while the request was in flight.
+var errMarkedDown = errors.New("gateway: member marked down while the request was in flight")
+
+func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration, set *connSet) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -120,7 +165,10 @@ func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration) net.Conn {
 	if err != nil {
 		return c
 	}
-	mc := &memberConn{Conn: c, rc: rc, clock: clock, readWait: readWait, pending: make([]byte, 0, pendingMax), lastRead: clock.Load()}
+	mc := &memberConn{Conn: c, rc: rc, clock: clock, readWait: readWait, set: set, pending: make([]byte, 0, pendingMax), lastRead: clock.Load()}
+	if set != nil {
+		set.add(mc)
+	}
 	mc.readFn = mc.readStep
 	mc.checkFn = mc.checkStep
 	return mc
@@ -158,6 +206,9 @@ const memberAttempts = math.MaxInt32
 // it sends the later ones at once, after what is kept. The first write on a connection
 // that sat idle is refused with errStaleConn if the member closed it meanwhile.
 func (c *memberConn) Write(p []byte) (int, error) {
+	if c.killed.Load() {
+		return 0, errMarkedDown
+	}
 	if !c.held {
 		c.idle = c.clock.Load()-c.lastRead > 1
 		if c.idle && c.stale() {
@@ -187,6 +238,22 @@ func (c *memberConn) flush() error {
 
 // Read sends what is kept, then waits for the answer and reads it.
 func (c *memberConn) Read(p []byte) (int, error) {
+	n, err := c.read(p)
+	if err != nil && c.killed.Load() {
+		return n, errMarkedDown
+	}
+	return n, err
+}
+
+// Close closes the connection and forgets it.
+func (c *memberConn) Close() error {
+	if c.set != nil {
+		c.set.remove(c)
+	}
+	return c.Conn.Close()
+}
+
+func (c *memberConn) read(p []byte) (int, error) {
 	c.held = false
 	now := c.clock.Load()
 	c.lastRead = now

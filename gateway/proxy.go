@@ -697,7 +697,7 @@ func kindOf(err error) errKind {
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return kindMemberBusy
 	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, errStaleConn):
+		errors.Is(err, errStaleConn), errors.Is(err, errMarkedDown):
 		return kindMemberClosed
 	case errors.As(err, &opErr) && opErr.Op == "dial", errors.Is(err, syscall.ECONNREFUSED):
 		return kindConnect

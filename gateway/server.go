@@ -29,6 +29,7 @@ type Server struct {
 	access zerolog.Logger
 	level  *levelSampler // the run-time level of log and access
 	clock  *ticker       // member connections' idle clock
+	conns  sync.Map      // *router.MemberState -> *connSet: each member's open connections
 
 	snap   atomic.Pointer[snapshot]
 	states *router.States
@@ -134,6 +135,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s.reloads.hash.Store(configHash(cfg))
 	applyAdminStates(cfg, snap.table, nil)
 	s.health = health.New(log, cfg.Session.BoundWindow)
+	s.health.SetOnOut(s.shutdownSessions)
 	s.health.Update(snap.targets)
 	s.srv = s.newServer(cfg)
 	if cfg.Admin.Listen != "" {
@@ -219,15 +221,35 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 			snap.clients[m.Index] = c
 			continue
 		}
-		snap.clients[m.Index] = newMemberClient(cfg, m, s.clock)
+		snap.clients[m.Index] = newMemberClient(cfg, m, s.clock, s.connSet(m.State))
 	}
 	return snap, nil
+}
+
+// connSet returns the set of open connections of the member with state st.
+func (s *Server) connSet(st *router.MemberState) *connSet {
+	if v, ok := s.conns.Load(st); ok {
+		return v.(*connSet)
+	}
+	v, _ := s.conns.LoadOrStore(st, &connSet{})
+	return v.(*connSet)
+}
+
+// shutdownSessions closes the connections of a member that went down or was ejected,
+// so that the requests in flight on it end now: idempotent ones are retried on the
+// successor at once instead of waiting for client.read_timeout (HAProxy's
+// on-marked-down shutdown-sessions). Health calls it, once per transition.
+func (s *Server) shutdownSessions(st *router.MemberState) {
+	if n := s.connSet(st).closeAll(); n > 0 {
+		s.log.Info().Str("member", st.ID()).Int("connections", n).
+			Msg("member out: its connections closed, requests in flight go elsewhere")
+	}
 }
 
 // newMemberClient is the connection pool of one member. The proxy does its own error
 // mapping and retries, so fasthttp retries only a request that met a pooled connection
 // the member had closed (memberRetry); paths go out byte-exact and bodies stream.
-func newMemberClient(cfg *config.Config, m *router.Member, clock *ticker) *fasthttp.HostClient {
+func newMemberClient(cfg *config.Config, m *router.Member, clock *ticker, set *connSet) *fasthttp.HostClient {
 	dialTimeout := cfg.Client.DialTimeout
 	return &fasthttp.HostClient{
 		Addr: m.Addr,
@@ -236,7 +258,7 @@ func newMemberClient(cfg *config.Config, m *router.Member, clock *ticker) *fasth
 			if err != nil {
 				return nil, err
 			}
-			return newMemberConn(c, clock, cfg.Client.ReadTimeout), nil
+			return newMemberConn(c, clock, cfg.Client.ReadTimeout, set), nil
 		},
 		MaxConns:                  memberMaxConns(cfg.Client.MaxConns),
 		MaxConnWaitTimeout:        dialTimeout,

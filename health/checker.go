@@ -78,6 +78,7 @@ type Checker struct {
 	members map[string]*watched // by member id
 	// byState is members by state, republished by Update, for Observe to read unlocked.
 	byState atomic.Pointer[map[*router.MemberState]*watched]
+	onOut   atomic.Pointer[func(*router.MemberState)] // SetOnOut
 	// ejectMu makes "count the usable peers, then eject" one step, so that two members
 	// failing at once cannot both be ejected past the last usable one.
 	ejectMu sync.Mutex
@@ -388,7 +389,7 @@ func (c *Checker) worker() {
 			return
 		case w := <-c.jobs:
 			r := w.probe()
-			w.observe(r)
+			w.observe(c, r)
 			select {
 			case c.done <- w:
 			case <-c.stop:
@@ -428,7 +429,7 @@ func (w *watched) probe() Result {
 
 // observe applies the rise/fall thresholds to one result, logs a transition once,
 // and sets the next check time (sooner while unhealthy, plus jitter).
-func (w *watched) observe(r Result) {
+func (w *watched) observe(c *Checker, r Result) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.last = r
@@ -455,6 +456,7 @@ func (w *watched) observe(r Result) {
 			w.n.down.Add(1)
 			w.log.Warn().Str("from", "up").Str("to", "down").Str("reason", r.Reason).
 				Int("failed_checks", w.failRun).Msg("member health changed")
+			c.out(st)
 		}
 	}
 	interval := ck.Interval
@@ -494,6 +496,19 @@ func (c *Checker) maintain(now time.Time) {
 				Msg("member drain deadline passed: its sessions move")
 		}
 		w.mu.Unlock()
+	}
+}
+
+// SetOnOut sets what is called, once, when a member goes down (active checks) or is
+// ejected: the gateway ends the requests in flight on it there, so that idempotent
+// ones go to the successor at once instead of waiting for client.read_timeout
+// (HAProxy's on-marked-down shutdown-sessions). f must not block; it may be called
+// with the Checker's locks held.
+func (c *Checker) SetOnOut(f func(*router.MemberState)) { c.onOut.Store(&f) }
+
+func (c *Checker) out(st *router.MemberState) {
+	if f := c.onOut.Load(); f != nil {
+		(*f)(st)
 	}
 }
 
@@ -602,6 +617,7 @@ func (c *Checker) failure(w *watched, st *router.MemberState, n int, reason stri
 	}
 	st.Consecutive.Store(0)
 	if st.SetEjected(true) {
+		c.out(st)
 		w.n.ejected.Add(1)
 		e := w.log.Warn().Str("from", "up").Str("to", "ejected").Int("failures", n).Str("reason", reason)
 		if w.t.Check.Path == "" {

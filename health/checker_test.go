@@ -125,7 +125,7 @@ func TestFlappingDoesNotFloodLog(t *testing.T) {
 		Path: "/hc", Interval: time.Hour, Timeout: time.Second, Rise: 2, Fall: 2, StatusLo: 200, StatusHi: 399,
 	}})
 	for range 50 {
-		p.observe(Result{OK: flip.Load(), Reason: "status 503"})
+		p.observe(c, Result{OK: flip.Load(), Reason: "status 503"})
 		flip.Store(!flip.Load())
 	}
 	if !st.Healthy() {
