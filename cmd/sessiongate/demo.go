@@ -31,7 +31,7 @@ func runDemo(listen, admin string, log zerolog.Logger, out io.Writer, stop <-cha
 		fmt.Fprintf(out, "open      http://%s/fb/\n", addr)
 		fmt.Fprintf(out, "or try    curl -c /tmp/jar -b /tmp/jar http://%s/fb/   (repeat: same member, counter grows)\n", addr)
 		if adminAddr != "" {
-			fmt.Fprintf(out, "status    curl http://%s/api/groups\n", adminAddr)
+			fmt.Fprintf(out, "status    http://%s/status   (or curl http://%s/api/groups)\n", adminAddr, adminAddr)
 			fmt.Fprintf(out, "drain     curl -X POST -H 'Authorization: Bearer demo' -d '{\"state\":\"drain\"}' http://%s/api/groups/FBDevTargetGroup/members/Node1/state\n", adminAddr)
 		}
 		fmt.Fprintf(out, "stop with Ctrl-C\n\n")
