@@ -145,7 +145,7 @@ func (c *clientConn) scan(p []byte) bool {
 // read is seg, can be a request line: long enough ("GET / HTTP/1.1") and ending in
 // "HTTP/x.y".
 func (c *clientConn) requestLine(seg []byte, n int) bool {
-	const shortest = len("GET / HTTP/1.1")
+	const shortest = len("X / HTTP/1.1")
 	if n < shortest {
 		return false
 	}

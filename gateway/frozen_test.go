@@ -127,3 +127,31 @@ func TestFrozenMemberInFlight(t *testing.T) {
 		t.Error("member a is still healthy after SIGSTOP")
 	}
 }
+
+// After the gateway closed a member's connections (marked down), the member's pooled
+// connections are not handed out again: once it is back, its requests get 200, not one
+// 502 per dead connection.
+func TestMemberBackAfterShutdownSessions(t *testing.T) {
+	g := gwGroup("g", "/", gwMember("a", startFastMember(t, idMember("a"))), gwMember("b", startFastMember(t, idMember("b"))))
+	s, addr := startGateway(t, gwConfig(g), zerolog.Nop())
+	c := newHTTPClient(t)
+	get := func() (int, string) {
+		resp, body := httpGet(t, c, "http://"+addr+"/x", "0000abc:a")
+		return resp.StatusCode, bodyField(body, "member")
+	}
+	var wg sync.WaitGroup
+	for range 4 { // four pooled connections to a
+		wg.Go(func() { get() })
+	}
+	wg.Wait()
+	st := tableMember(t, s, "a").State
+	s.shutdownSessions(st)
+	for i := range 5 {
+		if code, m := get(); code != http.StatusOK || m != "a" {
+			t.Fatalf("request %d after shutdownSessions: %d from %q, want 200 from a", i, code, m)
+		}
+	}
+	if st.Failures.Load() != 0 || st.Ejected() {
+		t.Errorf("a: %d failures, ejected %v; want none", st.Failures.Load(), st.Ejected())
+	}
+}

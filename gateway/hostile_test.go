@@ -673,3 +673,30 @@ func TestSlowReaderIsNotCut(t *testing.T) {
 	}
 	assertHealthy(t, s, "after a slow reader")
 }
+
+// An HTTP/1.0 client whose member resets mid-body gets 502, never the error text.
+func TestHTTP10ClientMemberResetMidBody(t *testing.T) {
+	ln := listenLoopback(t)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err == nil {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+				}
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close() // a reset, mid-body
+			}()
+		}
+	}()
+	_, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", ln.Addr().String()))), zerolog.Nop())
+	resp, body := rawRoundTrip(t, addr, "GET /x HTTP/1.0\r\nHost: app\r\n\r\n")
+	if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, "127.0.0.1") {
+		t.Errorf("HTTP/1.0 client, member reset mid-body: %d %q; want 502 without internal text", resp.StatusCode, body)
+	}
+}

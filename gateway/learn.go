@@ -23,7 +23,7 @@ func (s *Server) learn(snap *snapshot, g *router.Group, m *router.Member, resp *
 		if string(first) == string(m.Route) {
 			return // the route resolver finds this member from the key alone
 		}
-		if len(first) > 0 && !g.HasRoute(first) && m.State.NoteRouteMismatch(first) {
+		if routeShaped(first) && !g.HasRoute(first) && !hasRoute(list, m.Route) && m.State.NoteRouteMismatch(first) {
 			// The member writes a route no member has: its sessions stick only while
 			// learned, and after a restart every one is moved (unknown_route).
 			s.log.Warn().Str("group", g.Name).Str("member", m.ID).Bytes("route_seen", first).
@@ -65,4 +65,32 @@ func cookiePair(raw []byte) []byte {
 		}
 	}
 	return raw
+}
+
+// hasRoute reports whether the route list names r anywhere.
+func hasRoute(list, r []byte) bool {
+	for len(list) > 0 {
+		var id []byte
+		id, list = router.NextRoute(list)
+		if string(id) == string(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// routeShaped reports whether b looks like a route id (a jvmRoute or clone id: letters,
+// digits, '-', '_', '.'), not like the tail of an opaque or signed id.
+func routeShaped(b []byte) bool {
+	if len(b) == 0 || len(b) > 64 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -145,7 +145,13 @@ func appendClient(b []byte, ctx *fasthttp.RequestCtx, trusted []netip.Prefix) []
 		i := bytes.LastIndexByte(xff, ',')
 		v := trimOWS(xff[i+1:])
 		xff = xff[:max(i, 0)]
-		ip, err := netip.ParseAddr(string(v))
+		if len(v) == 0 {
+			if i < 0 {
+				break
+			}
+			continue // an empty entry ("a,,b") names no one
+		}
+		ip, err := netip.ParseAddr(string(v)) // allocates: only behind a trusted proxy, when logged
 		if err != nil {
 			return append(b, v...) // not an address: say what was claimed
 		}

@@ -176,16 +176,26 @@ func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration, set *connS
 
 // SetReadDeadline notes when fasthttp armed the read timeout, for Read to arm again.
 func (c *memberConn) SetReadDeadline(t time.Time) error {
+	if c.killed.Load() {
+		return errMarkedDown // between the request's write and its read
+	}
 	c.armed, c.armedAt = !t.IsZero() && c.readWait > 0, c.clock.Load()
 	return c.Conn.SetReadDeadline(t)
 }
 
-// rearmTicks is how many clock ticks of a read timeout pass before Read arms it anew:
-// half of it (at least one tick), so that a deadline is never missed by more than that
-// and is set again at most twice per timeout.
-func (c *memberConn) rearmTicks() uint32 {
-	return uint32(max(c.readWait/(2*100*time.Millisecond), 1))
+// SetWriteDeadline refuses a connection the gateway closed, before anything is sent:
+// fasthttp then tries a fresh one (memberRetry).
+func (c *memberConn) SetWriteDeadline(t time.Time) error {
+	if c.killed.Load() {
+		return errStaleConn
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
+
+// rearmTicks is how many clock ticks pass before Read arms the read timeout anew: one
+// (100-200 ms), so that each wait for the member gets at least client.read_timeout less
+// a tick, at the cost of one deadline per tick of a long transfer.
+func (c *memberConn) rearmTicks() uint32 { return 1 }
 
 // errStaleConn is Write's error on a pooled connection the member closed while it was
 // idle: nothing was sent.
@@ -207,6 +217,9 @@ const memberAttempts = math.MaxInt32
 // that sat idle is refused with errStaleConn if the member closed it meanwhile.
 func (c *memberConn) Write(p []byte) (int, error) {
 	if c.killed.Load() {
+		if !c.held {
+			return 0, errStaleConn // nothing of this request went out: fasthttp tries a fresh connection
+		}
 		return 0, errMarkedDown
 	}
 	if !c.held {

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"net/http"
+	"sync/atomic"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 )
 
 // A member configured with route Node1 whose Tomcat writes jvmRoute node1: the
@@ -68,5 +70,27 @@ func TestRouteMismatchAlarm(t *testing.T) {
 		if !strings.Contains(dom, want) || !strings.Contains(dom, "route-mismatch") {
 			t.Errorf("the status page DOM has no %q badge", want)
 		}
+	}
+}
+
+// Ids that carry this member's route among others, or whose tail is no route id at
+// all, raise no alarm.
+func TestRouteMismatchNoFalseAlarm(t *testing.T) {
+	ids := []string{"0000abcdefghijklmnopqrstuvw:gone:cb", "q9Zk+Yx2/abcdef==", "0000abcdefghijklmnopqrstuvw:ca"}
+	var n atomic.Int64
+	member := startFastMember(t, func(ctx *fasthttp.RequestCtx) {
+		if len(ctx.Request.Header.Cookie("JSESSIONID")) == 0 {
+			ctx.Response.Header.Set("Set-Cookie", "JSESSIONID="+ids[int(n.Add(1)-1)%len(ids)]+"; Path=/")
+		}
+		ctx.SetBodyString("member=cb\n")
+	})
+	g := gwGroup("g", "/", gwMember("ca", startFastMember(t, idMember("ca"))), gwMember("cb", member))
+	s, addr := startGateway(t, gwConfig(g), zerolog.Nop())
+	c := newHTTPClient(t)
+	for range 8 {
+		httpGet(t, c, "http://"+addr+"/x", "0000zzzzzzzzzzzzzzzzzzzzzzz:cb") // bound to cb, which issues a new id each time
+	}
+	if got := tableMember(t, s, "cb").State.RouteMismatches.Load(); got != 0 {
+		t.Errorf("cb: %d route mismatches for ids with its own route, another member's, or no route id; want 0", got)
 	}
 }

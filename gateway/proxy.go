@@ -159,11 +159,27 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		resp.SetBodyStream(b, mr.Header.ContentLength())
 		return
 	}
-	resp.SetBody(mr.Body())
-	fasthttp.ReleaseResponse(mr)
+	if mr.IsBodyStream() { // an HTTP/1.0 client, a body of unknown length: read it whole, capped
+		n, err := io.Copy(resp.BodyWriter(), io.LimitReader(mr.BodyStream(), maxHTTP10Body+1))
+		fasthttp.ReleaseResponse(mr)
+		if err != nil || n > maxHTTP10Body {
+			if err != nil {
+				s.health.Observe(m.State, health.Closed)
+			}
+			s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, errMemberBody)
+			return
+		}
+	} else {
+		resp.SetBody(mr.Body())
+		fasthttp.ReleaseResponse(mr)
+	}
 	s.logAccess(ctx, snap, &access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind,
 		status: resp.StatusCode(), sent: int64(len(resp.Body()))})
 }
+
+// maxHTTP10Body caps the member body of unknown length read whole for an HTTP/1.0
+// client (which cannot read chunked): past it the client gets 502.
+const maxHTTP10Body = 16 << 20
 
 // forward sends req to m once and records the result in m's passive health.
 func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request, resp *fasthttp.Response) error {
@@ -339,7 +355,10 @@ func memberFault(err error, k errKind) (health.Fault, bool) {
 	case kindMemberBusy:
 		return health.Busy, true
 	case kindMemberClosed:
-		if errors.Is(err, errStaleConn) {
+		switch {
+		case errors.Is(err, errMarkedDown):
+			return health.OK, false // the gateway closed it: the member is already out
+		case errors.Is(err, errStaleConn):
 			return health.Busy, true
 		}
 		return health.Closed, true
@@ -390,7 +409,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, trusted []n
 	peer := remoteIP(ctx.RemoteAddr())
 	if trustedPeer(peer, trusted) {
 		for _, v := range req.Header.PeekAll(fasthttp.HeaderXForwardedFor) {
-			if v = trimOWS(v); len(v) > 0 {
+			if v = trimList(v); len(v) > 0 {
 				b = append(b, v...)
 				b = append(b, strCommaSpace...)
 			}
@@ -594,6 +613,17 @@ func indexComma(b []byte) int {
 	return -1
 }
 
+// trimList trims white space and stray commas around a list value ("a, b," -> "a, b").
+func trimList(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == ',') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == ',') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
 func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
@@ -653,6 +683,7 @@ var (
 	errBadHost      = errors.New("gateway: Host missing, or with userinfo")
 	errBadMethod    = errors.New("gateway: method with lower-case letters")
 	errClientSlow   = errors.New("gateway: request body too slow: the member's write timeout passed waiting for it")
+	errMemberBody   = errors.New("gateway: member body for an HTTP/1.0 client failed or was larger than 16 MiB")
 	errUploadCut    = errors.New("gateway: the member stopped taking the request body before its end")
 	errBadTarget    = errors.New("gateway: request target neither origin-form nor an http or https URL")
 	errBadPath      = errors.New("gateway: path with dot segments or encoded slashes (server.path_normalization)")

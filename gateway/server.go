@@ -235,11 +235,17 @@ func (s *Server) connSet(st *router.MemberState) *connSet {
 	return v.(*connSet)
 }
 
-// shutdownSessions closes the connections of a member that went down or was ejected,
+// shutdownSessions closes the connections of a member that active checks marked down,
 // so that the requests in flight on it end now: idempotent ones are retried on the
 // successor at once instead of waiting for client.read_timeout (HAProxy's
 // on-marked-down shutdown-sessions). Health calls it, once per transition.
 func (s *Server) shutdownSessions(st *router.MemberState) {
+	snap := s.snap.Load()
+	for _, m := range snap.table.Members {
+		if m.State == st {
+			snap.clients[m.Index].CloseIdleConnections() // not handed out again when it is back
+		}
+	}
 	if n := s.connSet(st).closeAll(); n > 0 {
 		s.log.Info().Str("member", st.ID()).Int("connections", n).
 			Msg("member out: its connections closed, requests in flight go elsewhere")

@@ -499,8 +499,9 @@ func (c *Checker) maintain(now time.Time) {
 	}
 }
 
-// SetOnOut sets what is called, once, when a member goes down (active checks) or is
-// ejected: the gateway ends the requests in flight on it there, so that idempotent
+// SetOnOut sets what is called, once, when active checks mark a member down (not on a
+// passive ejection, which one slow endpoint can cause): the gateway ends the requests
+// in flight on it there, so that idempotent
 // ones go to the successor at once instead of waiting for client.read_timeout
 // (HAProxy's on-marked-down shutdown-sessions). f must not block; it may be called
 // with the Checker's locks held.
@@ -617,7 +618,6 @@ func (c *Checker) failure(w *watched, st *router.MemberState, n int, reason stri
 	}
 	st.Consecutive.Store(0)
 	if st.SetEjected(true) {
-		c.out(st)
 		w.n.ejected.Add(1)
 		e := w.log.Warn().Str("from", "up").Str("to", "ejected").Int("failures", n).Str("reason", reason)
 		if w.t.Check.Path == "" {
