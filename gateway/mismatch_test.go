@@ -2,9 +2,9 @@ package gateway
 
 import (
 	"net/http"
-	"sync/atomic"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
