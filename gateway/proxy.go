@@ -465,16 +465,27 @@ func doStreamed(c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 		return errBodyTooLarge
 	case err != nil && (lr.readErr != nil || lr.eof && cl > 0 && lr.total < int64(cl)):
 		return errClientBody // the body stopped short: the client's doing, not the member's
-	case err != nil && !lr.eof && (cl < 0 || lr.total < int64(cl)):
-		// The attempt failed while the body was still coming: the member's write
-		// deadline passed waiting for a slow client (408), or the member gave up on it.
-		// Either way not the member's failure: who is to blame cannot be told.
+	case err != nil && !lr.eof && (cl < 0 || lr.total < int64(cl)) && midUpload(kindOf(err)):
+		// The attempt failed, after connecting, while the body was still coming: the
+		// member's write deadline passed waiting for a slow client (408), or the member
+		// gave up on it. Either way not the member's failure: who is to blame cannot be
+		// told.
 		if kindOf(err) == kindMemberTimeout {
 			return errClientSlow
 		}
 		return errUploadCut
 	}
 	return err
+}
+
+// midUpload reports whether a failure of kind k can happen while a body is being sent
+// (not before connecting, nor for want of a connection).
+func midUpload(k errKind) bool {
+	switch k {
+	case kindMemberTimeout, kindMemberClosed, kindMemberError:
+		return true
+	}
+	return false
 }
 
 // limitReader reads at most n bytes of r and fails past them; it keeps the error of a
@@ -781,7 +792,7 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, a access, err er
 	s.stats.errors[k].Add(1)
 	status := statusOf(k)
 	writeError(ctx, status)
-	if k == kindBodyTooLarge || k == kindClientBody || k == kindBadVersion || k == kindBadRequest || k == kindClientTimeout || k == kindUploadCut {
+	if k == kindBodyTooLarge || k == kindClientBody || k == kindBadVersion || k == kindBadRequest || k == kindClientTimeout {
 		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}
 	a.status, a.sent, a.err = status, int64(len(statusBodies[status])), err
