@@ -205,6 +205,7 @@ wait:
 	ph.hist = hist
 	ph.Seconds = elapsed.Seconds()
 	ph.summarize()
+	phaseLine(l.opts.PhaseLog, &ph)
 	if ctx.Err() != nil {
 		return ph, ctx.Err()
 	}
@@ -340,4 +341,14 @@ func errKind(err error) string {
 		return "no_free_conns"
 	}
 	return "transport"
+}
+
+// phaseLine writes one line per measured phase to w (nil: none), for logs that are not
+// a terminal, where the live progress line is not shown.
+func phaseLine(w io.Writer, ph *Phase) {
+	if w == nil {
+		return
+	}
+	fmt.Fprintf(w, "bench: %s: %.1fs, %d requests, %.0f req/s, p99 %s, errors %d, sticky violations %d\n",
+		ph.Name, ph.Seconds, ph.Requests, ph.RPS, fmtDur(ph.P99), ph.ErrorCount, ph.StickyViolations)
 }

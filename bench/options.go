@@ -61,6 +61,9 @@ type Options struct {
 	SwapMembers bool
 	// Progress, if set, receives a live progress line (carriage return, no newline).
 	Progress io.Writer
+	// PhaseLog, if set, receives one line per measured phase (for a log that is not a
+	// terminal).
+	PhaseLog io.Writer
 }
 
 func (o *Options) defaults() error {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -198,6 +199,10 @@ func runBench(args []string) int {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	minRatio := fs.Float64("min-ratio", 0, "fail (exit 1) when sessiongate/direct req/s is below this (the CI gate); 0 = not checked")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the CPU profile of the sessiongate phase to this file (in-process)")
+	target := fs.String("target", "", "measure an existing deployment at this URL instead (sessions from its Set-Cookie; see -member-header)")
+	memberHeader := fs.String("member-header", "", "with -target: the response header naming the member, for the stickiness check")
+	cookie := fs.String("cookie", "JSESSIONID", "with -target: the session cookie's name")
+	keyless := fs.Float64("keyless", 0, "with -target: share of requests sent without a cookie (0-1)")
 	memory := fs.Bool("memory", false, "measure only the session cache's memory per learned session (see -memory-sizes)")
 	memorySizes := fs.String("memory-sizes", "100000,1000000", "comma-separated session counts of -memory")
 	if err := fs.Parse(args); err != nil {
@@ -208,6 +213,36 @@ func runBench(args []string) int {
 	}
 	if *memory {
 		return runMemory(*memorySizes, *asJSON)
+	}
+	var phaseLog io.Writer
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice == 0 {
+		phaseLog = os.Stderr // not a terminal: one line per phase instead of a live line
+	}
+	if *target != "" {
+		ctx, cancel := signalContext()
+		defer cancel()
+		t := bench.TargetOptions{URL: *target, Sessions: o.Sessions, Keyless: *keyless, Conns: o.Conns,
+			Duration: o.Duration, Warmup: o.Warmup, Cookie: *cookie, MemberHeader: *memberHeader, PhaseLog: phaseLog}
+		if fs.Lookup("sessions").Value.String() == "10000" {
+			t.Sessions = 1000
+		}
+		ph, err := bench.RunTarget(ctx, t)
+		if ph != nil {
+			r := &bench.Report{Sessions: t.Sessions, Conns: t.Conns, Duration: t.Duration, Warmup: t.Warmup, Mode: "target " + *target, Phases: []bench.Phase{*ph}}
+			if *asJSON {
+				r.WriteJSON(os.Stdout) //nolint:errcheck // stdout
+			} else {
+				r.WriteTable(os.Stdout) //nolint:errcheck // stdout
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if ph.ErrorCount > 0 || ph.StickyViolations > 0 {
+			return 1
+		}
+		return 0
 	}
 	durationSet, warmupSet := false, false
 	fs.Visit(func(f *flag.Flag) {
@@ -233,6 +268,7 @@ func runBench(args []string) int {
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		o.Progress = os.Stderr
 	}
+	o.PhaseLog = phaseLog
 	ctx, cancel := signalContext()
 	defer cancel()
 	r, err := bench.Run(ctx, o)
