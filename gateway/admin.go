@@ -91,6 +91,8 @@ func (s *Server) handleAdmin(ctx *fasthttp.RequestCtx) {
 		s.handleSetState(ctx, path)
 	case path == "/status":
 		s.handleStatus(ctx)
+	case path == "/api/series":
+		s.handleSeries(ctx)
 	case path == "/api/reload":
 		s.handleReload(ctx)
 	case path == "/api/log-level":

@@ -35,6 +35,7 @@ type Server struct {
 	states *router.States
 	cache  *sessioncache.Cache
 	health *health.Checker
+	series *series // the status page's samples (series.go)
 
 	srv   *fasthttp.Server
 	admin *fasthttp.Server
@@ -141,6 +142,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	if cfg.Admin.Listen != "" {
 		s.admin = s.newAdminServer()
 	}
+	s.series = newSeries(seriesLen)
+	s.series.start(seriesInterval, s.seriesReading)
 	return s, nil
 }
 
@@ -425,6 +428,7 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 	}
 	s.mu.Unlock()
 	s.health.Stop()
+	s.series.close()
 	for _, c := range s.snap.Load().clients {
 		c.CloseIdleConnections()
 	}

@@ -20,7 +20,14 @@ import (
 // JavaScript; the script then polls /api/groups every statusInterval, computes request
 // and error rates from successive polls, and updates the page in place. With the admin
 // token typed into the page (kept in sessionStorage, sent only in the Authorization
-// header of the state POST) each member row offers Drain, Ready and Maint.
+// header of the state POST) each member row offers Drain, Ready and Maint, each but
+// Ready behind a confirmation.
+//
+// GET /api/series answers the sampler's last five minutes as JSON (SeriesStatus,
+// series.go), from which the script draws inline SVG sparklines: gateway requests/s,
+// errors/s, p99 and moves per minute, and per member requests/s, failures/s and p99.
+// It lives under /status because the admin routes are dispatched in admin.go; it
+// inherits the Host check there and, like every read, needs no token.
 
 //go:embed status.html
 var statusHTML string
@@ -38,6 +45,7 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"stateClass":  statusStateClass,
 	"stateNote":   statusStateNote,
 	"checkResult": statusCheckResult,
+	"truncate":    statusTruncate,
 }).Parse(statusHTML))
 
 // statusData is what the template renders.
@@ -47,6 +55,10 @@ type statusData struct {
 	Nonce      string // CSP nonce of the inline style and script
 	Mutable    bool   // an admin token is configured, so state changes can succeed
 	IntervalMS int64
+	// SeriesLen is how many samples the charts span; SeriesMinutes says it in minutes.
+	SeriesLen     int
+	SeriesMinutes int
+	CheckMax      int // the length past which a last-check result is truncated
 }
 
 // statusCSP allows only the page's own inline style and script (by nonce) and
@@ -66,6 +78,10 @@ func (s *Server) handleStatus(ctx *fasthttp.RequestCtx) {
 		Nonce:      rand.Text(),
 		Mutable:    s.token != "",
 		IntervalMS: statusInterval.Milliseconds(),
+
+		SeriesLen:     seriesLen,
+		SeriesMinutes: int(seriesLen * seriesInterval / time.Minute),
+		CheckMax:      statusCheckMax,
 	}
 	var buf bytes.Buffer
 	if err := statusTemplate.Execute(&buf, d); err != nil {
@@ -144,6 +160,19 @@ func statusStateNote(m MemberStatus) string {
 		parts = append(parts, "drain_timeout passed")
 	}
 	return strings.Join(parts, ", ")
+}
+
+// statusCheckMax is how many characters of a last-check result the member table
+// shows; the page gives the whole text on hover. The script uses the same limit.
+const statusCheckMax = 48
+
+// statusTruncate cuts text to statusCheckMax characters, the last one an ellipsis.
+func statusTruncate(text string) string {
+	r := []rune(text)
+	if len(r) <= statusCheckMax {
+		return text
+	}
+	return string(r[:statusCheckMax-1]) + "…"
 }
 
 // statusCheckResult is the outcome of an active check: "ok 200", "fail: <reason>".

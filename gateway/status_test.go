@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -74,7 +75,7 @@ func TestStatusPage(t *testing.T) {
 			t.Errorf("GET /status has no %s row", want)
 		}
 	}
-	for _, want := range []string{`id="member-fb-Node1"`, `id="member-fb-Node2"`, `data-group="api"`, `data-state="drain"`, `fetch("api/groups"`} {
+	for _, want := range []string{`id="member-fb-Node1"`, `id="member-fb-Node2"`, `data-group="api"`, `data-state="drain"`, `fetch("api/groups"`, `fetch("api/series"`, `window.confirm(`, `id="gateway-sparks"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("GET /status does not contain %q", want)
 		}
@@ -140,27 +141,10 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	waitFor(t, "an active check of Node1", func() bool { _, ok := s.health.Last("Node1"); return ok })
 
-	// Keep a trickle of traffic going, so that the page has rates to compute.
-	ctx, stop := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/fb/x", nil)
-			req.Header.Set("Cookie", "JSESSIONID=0000abcdefghijklmnopqrstuvw.Node1")
-			if resp, err := c.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		}
-	})
-	t.Cleanup(func() { stop(); wg.Wait() })
+	// Keep a trickle of traffic going, so that the page has rates to compute and
+	// the charts have points: wait for three samples of it.
+	statusLoad(t, addr, 20*time.Millisecond, "/fb/x", "0000abcdefghijklmnopqrstuvw.Node1")
+	waitFor(t, "three samples", func() bool { return len(s.series.snapshot().At) >= 3 })
 
 	url := admin + "/status"
 	dom := string(runChromium(t, bin, "--virtual-time-budget=5000", "--dump-dom", url))
@@ -189,8 +173,90 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Errorf("the DOM lacks the row id member-fb-Node1 or Node2's drain state\n%s", dom)
 	}
 
-	png := filepath.Join(t.ArtifactDir(), "status.png")
-	runChromium(t, bin, "--virtual-time-budget=5000", "--window-size=1280,900", "--screenshot="+png, url)
+	checkStatusCharts(t, dom)
+
+	statusScreenshot(t, bin, url, filepath.Join(t.ArtifactDir(), "status.png"))
+}
+
+// statusLoad sends a request every every to path with the session cookie (none if
+// ""), until the test ends.
+func statusLoad(t *testing.T, addr string, every time.Duration, path, session string) {
+	t.Helper()
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+			if session != "" {
+				req.Header.Set("Cookie", "JSESSIONID="+session)
+			}
+			if resp, err := c.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	})
+	t.Cleanup(func() { stop(); wg.Wait() })
+}
+
+var (
+	svgTag  = regexp.MustCompile(`(?s)<svg\b([^>]*)>(.*?)</svg>`)
+	svgAttr = regexp.MustCompile(`([a-z-]+)="([^"]*)"`)
+)
+
+// checkStatusCharts checks the sparklines in the DOM: four gateway charts, and
+// requests/s, failures/s and p99 for every member, each an <svg data-series>; the
+// loaded member's requests/s has a line.
+func checkStatusCharts(t *testing.T, dom string) {
+	t.Helper()
+	gateway := map[string]bool{}
+	member := map[string]map[string]string{} // member -> series -> the svg's content
+	for _, m := range svgTag.FindAllStringSubmatch(dom, -1) {
+		attrs := map[string]string{}
+		for _, a := range svgAttr.FindAllStringSubmatch(m[1], -1) {
+			attrs[a[1]] = html.UnescapeString(a[2])
+		}
+		series, ok := attrs["data-series"]
+		switch id, isMember := attrs["data-member"]; {
+		case !ok:
+		case isMember:
+			if member[id] == nil {
+				member[id] = map[string]string{}
+			}
+			member[id][series] = m[2]
+		default:
+			gateway[series] = true
+		}
+	}
+	for _, series := range []string{"rps", "errors", "p99", "moves"} {
+		if !gateway[series] {
+			t.Errorf("the DOM has no gateway chart <svg data-series=%q>", series)
+		}
+	}
+	for _, id := range statusMembers {
+		for _, series := range []string{"rps", "errors", "p99"} {
+			if _, ok := member[id][series]; !ok {
+				t.Errorf("the DOM has no chart <svg data-series=%q data-member=%q>", series, id)
+			}
+		}
+	}
+	if c := member["Node1"]["rps"]; !strings.Contains(c, `class="line"`) || !strings.Contains(c, "<title>") {
+		t.Errorf("Node1's requests/s chart has no line or no title under load:\n%s", c)
+	}
+}
+
+// statusScreenshot renders url in headless Chromium at 1400x900 into png and checks
+// that it is a non-trivial PNG.
+func statusScreenshot(t *testing.T, bin, url, png string) {
+	t.Helper()
+	runChromium(t, bin, "--virtual-time-budget=5000", "--window-size=1400,900", "--screenshot="+png, url)
 	b, err := os.ReadFile(png)
 	if err != nil {
 		t.Fatalf("chromium wrote no screenshot: %v", err)
@@ -199,4 +265,53 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("screenshot %s: %d bytes, want a PNG over 5 KB", png, len(b))
 	}
 	t.Logf("screenshot: %s (%d bytes)", png, len(b))
+}
+
+// TestStatusScreenshot is for a person to look at the page: with
+// STATUS_SCREENSHOT=/tmp/status.png it runs varied load for about 40 s (Node2 goes
+// into maintenance half way, so its sessions move) and writes the screenshot there.
+// It is skipped otherwise.
+func TestStatusScreenshot(t *testing.T) {
+	png := os.Getenv("STATUS_SCREENSHOT")
+	bin := chromiumPath()
+	if png == "" || bin == "" {
+		t.Skip("set STATUS_SCREENSHOT=/tmp/status.png (and install chromium) to take the screenshot")
+	}
+	s, addr, admin := startStatusGateway(t)
+	statusLoad(t, addr, 10*time.Millisecond, "/fb/x", "0000abcdefghijklmnopqrstuvw.Node1")
+	statusLoad(t, addr, 25*time.Millisecond, "/fb/x", "0000abcdefghijklmnopqrstuvw.Node2")
+	statusLoad(t, addr, 40*time.Millisecond, "/api/x", "")
+	samples := func(n int) func() bool { return func() bool { return len(s.series.snapshot().At) >= n } }
+	deadline := func(n int, what string) {
+		end := time.Now().Add(scaled(time.Duration(n+10) * time.Second))
+		for !samples(n)() {
+			if time.Now().After(end) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	deadline(15, "15 samples")
+	statusLoad(t, addr, 15*time.Millisecond, "/fb/x", "0000abcdefghijklmnopqrstuvw.Node1")
+	if code, body := adminDo(t, "POST", admin+"/api/groups/fb/members/Node2/state", "s3cret", `{"state":"maint"}`); code != http.StatusOK {
+		t.Fatalf("POST maint Node2 = %d %s", code, body)
+	}
+	deadline(40, "40 samples")
+	statusScreenshot(t, bin, admin+"/status", png)
+}
+
+func TestStatusTruncate(t *testing.T) {
+	long := "fail: dial tcp 127.0.0.1:8080: connect: connection refused by a very long way"
+	cases := []struct{ name, in, want string }{
+		{"short", "ok 200", "ok 200"},
+		{"at the limit", strings.Repeat("é", statusCheckMax), strings.Repeat("é", statusCheckMax)},
+		{"long", long, long[:statusCheckMax-1] + "…"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := statusTruncate(c.in); got != c.want {
+				t.Errorf("statusTruncate(%q) = %q, want %q", c.in, got, c.want)
+			}
+		})
+	}
 }
