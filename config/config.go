@@ -78,6 +78,12 @@ type Retry struct {
 	// IdempotentOnTimeout also retries GET, HEAD, OPTIONS, PUT, DELETE and TRACE after a
 	// member read timeout or a connection closed before the response. Default true.
 	IdempotentOnTimeout bool `yaml:"idempotent_on_timeout"`
+	// TryTimeout bounds each attempt of an idempotent request (GET, HEAD, OPTIONS, PUT,
+	// DELETE, TRACE): a member that has not answered in this time is left, and with
+	// idempotent_on_timeout the request goes to the next one, as Envoy's per-try
+	// timeout. Other requests keep client.read_timeout. 0 turns it off. Default 0; range
+	// 0 up to client.read_timeout.
+	TryTimeout time.Duration `yaml:"try_timeout"`
 }
 
 // Log sets logging.
@@ -92,6 +98,13 @@ type Log struct {
 	// 1-1000000. Requests the gateway itself fails (404, 413, 502, 503, ...) are always
 	// logged, whatever log.access and access_sample say.
 	AccessSample uint32 `yaml:"access_sample"`
+	// AccessFormat is how access lines are written: json (default), fields of the
+	// process log's JSON, or combined: Apache/nginx combined log lines, one per line,
+	// unwrapped, on the process log's output (stderr), for tools that read that format.
+	// A combined line says client, time, method, path (no query or path parameters: they
+	// carry session ids), protocol, status, body bytes sent, Referer and User-Agent; the
+	// group, member and error are only in json. Sampling and levels are the same.
+	AccessFormat string `yaml:"access_format"`
 }
 
 // Server holds the client-facing limits.

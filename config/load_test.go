@@ -141,6 +141,7 @@ retry:
   max_retries: 3
   retry_buffer: 100
   idempotent_on_timeout: false
+  try_timeout: 2s
 session:
   bound_window: 30s
   cookies: [SID, JSESSIONID]
@@ -198,7 +199,7 @@ func TestParseConfigEveryKey(t *testing.T) {
 		ShutdownTimeout: 5 * time.Second,
 		Admin:           Admin{Listen: "", Token: "s3cret", Hosts: []string{"gw.internal"}},
 		Forwarded:       Forwarded{TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7"}},
-		Retry:           Retry{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false},
+		Retry:           Retry{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false, TryTimeout: 2 * time.Second},
 		Log:             Log{Level: "debug", Format: "console", Access: false, AccessSample: 100},
 		Server: Server{
 			ReadTimeout: time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second,

@@ -88,6 +88,7 @@ func (c *Config) validate() []*configError {
 	k.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	k.oneOf("log.format", c.Log.Format, "json", "console")
 	k.intRange("log.access_sample", int64(c.Log.AccessSample), 1, 1000000)
+	k.oneOf("log.access_format", c.Log.AccessFormat, "json", "combined")
 
 	s := &c.Server
 	k.positive("server.read_timeout", s.ReadTimeout)
@@ -132,6 +133,9 @@ func (c *Config) validate() []*configError {
 	r := &c.Retry
 	k.intRange("retry.max_retries", int64(r.MaxRetries), 0, 3)
 	k.intRange("retry.retry_buffer", int64(r.RetryBuffer), 0, 1<<30)
+	if r.TryTimeout < 0 || r.TryTimeout > c.Client.ReadTimeout {
+		k.str("retry.try_timeout", r.TryTimeout.String(), "out of range 0 up to client.read_timeout ("+c.Client.ReadTimeout.String()+")")
+	}
 	if c.Admin.Token != "" && c.Admin.TokenFile != "" {
 		k.str("admin.token_file", c.Admin.TokenFile, "set token or token_file, not both")
 	}

@@ -153,3 +153,25 @@ func TestMovesAddUpToMovedOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// retry.try_timeout: an idempotent request leaves a member that does not answer after
+// the per-try timeout, not after client.read_timeout.
+func TestTryTimeout(t *testing.T) {
+	hang := make(chan struct{})
+	slow := startFastMember(t, func(ctx *fasthttp.RequestCtx) { <-hang })
+	t.Cleanup(func() { close(hang) }) // before the member's shutdown, which waits for it
+	g := gwGroup("tc", "/", gwMember("tc1", slow), gwMember("tc2", startFastMember(t, idMember("tc2"))))
+	cfg := gwConfig(g)
+	cfg.Client.ReadTimeout = 20 * time.Second
+	cfg.Retry.TryTimeout = 300 * time.Millisecond
+	_, addr := startGateway(t, cfg, zerolog.Nop())
+	start := time.Now()
+	resp, body := httpGet(t, newHTTPClient(t), "http://"+addr+"/x", "0000abc:tc1")
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusOK || bodyField(body, "member") != "tc2" {
+		t.Fatalf("GET bound to the hung tc1: %d %q, want 200 from tc2", resp.StatusCode, body)
+	}
+	if took < 250*time.Millisecond || took > scaled(5*time.Second) {
+		t.Errorf("answered after %v, want about try_timeout (300ms), far below read_timeout (20s)", took)
+	}
+}

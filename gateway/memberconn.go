@@ -56,15 +56,16 @@ type memberConn struct {
 	// that client.read_timeout bounds each wait for the member, as nginx's
 	// proxy_read_timeout does, and a body that a slow client takes long to read is not
 	// cut while the member is waiting on us.
-	readWait time.Duration
-	armed    bool
-	armedAt  uint32
-	set      *connSet    // the member's open connections (nil in tests)
-	killed   atomic.Bool // closed by connSet.closeAll
-	idle     bool        // this request's connection sat idle: checked, and read first
-	readFn   func(fd uintptr) bool
-	checkFn  func(fd uintptr)
-	one      [1]byte // stale's read buffer
+	readWait  time.Duration
+	armedWait time.Duration // the wait fasthttp armed: read_timeout, or a shorter try_timeout
+	armed     bool
+	armedAt   uint32
+	set       *connSet    // the member's open connections (nil in tests)
+	killed    atomic.Bool // closed by connSet.closeAll
+	idle      bool        // this request's connection sat idle: checked, and read first
+	readFn    func(fd uintptr) bool
+	checkFn   func(fd uintptr)
+	one       [1]byte // stale's read buffer
 
 	// readFn's arguments and results, in fields so that Read allocates nothing.
 	buf    []byte
@@ -179,7 +180,12 @@ func (c *memberConn) SetReadDeadline(t time.Time) error {
 	if c.killed.Load() {
 		return errMarkedDown // between the request's write and its read
 	}
-	c.armed, c.armedAt = !t.IsZero() && c.readWait > 0, c.clock.Load()
+	c.armed, c.armedAt, c.armedWait = !t.IsZero() && c.readWait > 0, c.clock.Load(), c.readWait
+	if c.armed {
+		if d := time.Until(t); d < c.readWait {
+			c.armedWait = d // a shorter deadline than read_timeout: retry.try_timeout
+		}
+	}
 	return c.Conn.SetReadDeadline(t)
 }
 
@@ -272,7 +278,7 @@ func (c *memberConn) read(p []byte) (int, error) {
 	c.lastRead = now
 	if c.armed && now-c.armedAt >= c.rearmTicks() {
 		c.armedAt = now
-		if err := c.Conn.SetReadDeadline(time.Now().Add(c.readWait)); err != nil {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.armedWait)); err != nil {
 			return 0, err
 		}
 	}

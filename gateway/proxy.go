@@ -189,6 +189,8 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	var err error
 	if cl := req.Header.ContentLength(); (cl > 0 || cl == -1) && req.IsBodyStream() {
 		err = doStreamed(snap.clients[m.Index], req, resp, snap.maxBody)
+	} else if snap.retry.TryTimeout > 0 && idempotent(req.Header.Method()) {
+		err = snap.clients[m.Index].DoTimeout(req, resp, snap.retry.TryTimeout)
 	} else {
 		err = snap.clients[m.Index].Do(req, resp)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/gateway"
 	"github.com/sessiongate/sessiongate/internal/demo"
 )
@@ -23,7 +24,13 @@ func runDemo(listen, admin string, log zerolog.Logger, out io.Writer, stop <-cha
 		defer m.Close()
 		members = append(members, m)
 	}
+	static, err := demo.Start(demo.Options{ID: "static"}) // serves /favicon.ico
+	if err != nil {
+		return err
+	}
+	defer static.Close()
 	cfg := demo.Config(listen, admin, members...)
+	cfg.TargetGroups = append(cfg.TargetGroups, config.NewGroup("demo-static", "/favicon.ico", config.NewMember("static", static.Addr())))
 	cfg.Admin.Token = "demo" // a loopback demo: the token is printed below
 	cfg.ShutdownTimeout = 5 * time.Second
 	return gateway.Run(cfg, gateway.RunOptions{Log: log, Stop: stop, Ready: func(addr, adminAddr string) {

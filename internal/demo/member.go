@@ -112,8 +112,19 @@ func (m *Member) Foreign() int64 { return m.foreign.Load() }
 // Close stops the member and drops its connections, as a crashed server would.
 func (m *Member) Close() error { return m.srv.Shutdown() }
 
+// favicon is a 1x1 transparent PNG: a browser's visit to the demo asks for
+// /favicon.ico, and a 404 there would look like an error.
+var favicon = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89" +
+	"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
 func (m *Member) handle(ctx *fasthttp.RequestCtx) {
 	path := router.PeekPath(ctx.Request.Header.RequestURI())
+	if string(path) == "/favicon.ico" {
+		ctx.SetContentType("image/png")
+		ctx.Response.Header.Set("Cache-Control", "max-age=86400")
+		ctx.SetBody(favicon)
+		return
+	}
 	if m.health != "" && string(path) == m.health {
 		if m.healthy.Load() {
 			ctx.SetBodyString("ok\n")
