@@ -125,7 +125,14 @@ const (
 // proxied to an in-memory member over a pooled connection, for a routed WebSphere
 // session, a Tomcat one, a keyless request and a POST with a body.
 func TestAllocsHandle(t *testing.T) {
+	for _, try := range []time.Duration{0, time.Second} {
+		t.Run("try_timeout "+try.String(), func(t *testing.T) { allocsHandle(t, try) })
+	}
+}
+
+func allocsHandle(t *testing.T, tryTimeout time.Duration) {
 	cfg := config.Default()
+	cfg.Retry.TryTimeout = tryTimeout
 	cfg.Admin.Listen = ""
 	cfg.Log.Access = false
 	g := config.NewGroup("fb", "/fb", config.NewMember("n1", "127.0.0.1:1"), config.NewMember("n2", "127.0.0.1:2"))
