@@ -28,6 +28,7 @@ func Default() Config {
 			Format:       "json",
 			Access:       true,
 			AccessSample: 1,
+			AccessFormat: "json",
 		},
 		Server: Server{
 			ReadTimeout:     30 * time.Second,

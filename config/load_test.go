@@ -57,7 +57,7 @@ func TestDefaultConfig(t *testing.T) {
 	}{
 		{"listen", c.Listen, "127.0.0.1:8080"},
 		{"admin.listen", c.Admin.Listen, "127.0.0.1:9090"},
-		{"log", c.Log, Log{Level: "info", Format: "json", Access: true, AccessSample: 1}},
+		{"log", c.Log, Log{Level: "info", Format: "json", Access: true, AccessSample: 1, AccessFormat: "json"}},
 		{"server", c.Server, Server{
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 90 * time.Second,
 			MaxHeaderBytes: 16384, MaxBodyBytes: 10 << 20, BufferBodyBytes: 65536, MaxConns: 0,
@@ -118,6 +118,7 @@ log:
   format: console
   access: false
   access_sample: 100
+  access_format: combined
 server:
   read_timeout: 1s
   write_timeout: 2s
@@ -200,7 +201,7 @@ func TestParseConfigEveryKey(t *testing.T) {
 		Admin:           Admin{Listen: "", Token: "s3cret", Hosts: []string{"gw.internal"}},
 		Forwarded:       Forwarded{TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7"}},
 		Retry:           Retry{MaxRetries: 3, RetryBuffer: 100, IdempotentOnTimeout: false, TryTimeout: 2 * time.Second},
-		Log:             Log{Level: "debug", Format: "console", Access: false, AccessSample: 100},
+		Log:             Log{Level: "debug", Format: "console", Access: false, AccessSample: 100, AccessFormat: "combined"},
 		Server: Server{
 			ReadTimeout: time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second,
 			MaxHeaderBytes: 8192, MaxBodyBytes: 0, BufferBodyBytes: 4096, MaxConns: 10,
@@ -755,6 +756,8 @@ func TestValidate(t *testing.T) {
 			`log.access_sample: "0": out of range 1-1000000`},
 		{"log.access_sample too large", func(c *Config) { c.Log.AccessSample = 1000001 },
 			`log.access_sample: "1000001": out of range 1-1000000`},
+		{"log.access_format", func(c *Config) { c.Log.AccessFormat = "common" },
+			`log.access_format: "common": want one of json, combined`},
 
 		// Server.
 		{"server.read_timeout 0", func(c *Config) { c.Server.ReadTimeout = 0 },

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,12 +22,20 @@ import (
 
 // NewLogger builds the process logger from log.level and log.format, writing to w, at
 // log.level. A Server built with it keeps a level of its own (see levelSampler), which
-// the admin API and reloads change; no zerolog process-wide setting is touched.
+// the admin API and reloads change; no zerolog process-wide setting is touched. The
+// logger carries w itself too (see rawOutput): with log.access_format combined, a
+// Server writes its access lines there, unwrapped.
 func NewLogger(cfg config.Log, w io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(cfg.Level)
 	if err != nil || cfg.Level == "" {
 		return zerolog.Nop(), fmt.Errorf("gateway: log.level: %q: want debug, info, warn or error", cfg.Level)
 	}
+	switch cfg.AccessFormat {
+	case "json", "", "combined":
+	default:
+		return zerolog.Nop(), fmt.Errorf("gateway: log.access_format: %q: want json or combined", cfg.AccessFormat)
+	}
+	raw := w
 	switch cfg.Format {
 	case "json", "":
 	case "console":
@@ -34,7 +44,23 @@ func NewLogger(cfg config.Log, w io.Writer) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), fmt.Errorf("gateway: log.format: %q: want json or console", cfg.Format)
 	}
-	return zerolog.New(w).Level(level).Hook(msTime{}), nil
+	out := context.WithValue(context.Background(), rawOutputKey{}, raw)
+	return zerolog.New(w).Level(level).Hook(msTime{}).With().Ctx(out).Logger(), nil
+}
+
+// rawOutputKey keys, in the context.Context of a logger NewLogger built, the writer
+// NewLogger was given.
+type rawOutputKey struct{}
+
+// rawOutput returns the writer NewLogger was given for log, or nil for a logger
+// NewLogger did not build (or one that is off). zerolog has no getter for a logger's
+// writer, so NewLogger keeps it in the logger's context.Context, which zerolog hands
+// to every event and which only an event reads back. Called once, in New.
+func rawOutput(log zerolog.Logger) io.Writer {
+	e := log.Log()
+	w, _ := e.GetCtx().Value(rawOutputKey{}).(io.Writer)
+	e.Discard()
+	return w
 }
 
 // msTime stamps every line with its time to the millisecond, in UTC ("time":
@@ -87,20 +113,30 @@ type access struct {
 // log.access_sample; failures, and answers cut short (truncated), are always logged,
 // at warn or error level, with the error. client is the real client: the peer, or
 // behind a trusted proxy the last address in X-Forwarded-For that is not a trusted one.
+// With log.access_format combined the line is a combined log line (writeCombined),
+// under the same sampling and levels; a Server whose logger NewLogger did not build
+// has no raw output and keeps writing JSON.
 func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, a *access) {
-	var e *zerolog.Event
+	var lvl zerolog.Level
 	switch {
 	case a.err != nil && a.status >= 500:
-		e = s.access.Error()
+		lvl = zerolog.ErrorLevel
 	case a.err != nil, a.truncated:
-		e = s.access.Warn()
+		lvl = zerolog.WarnLevel
 	case !snap.accessOn:
 		return
 	case snap.accessSample > 1 && s.accessN.Add(1)%snap.accessSample != 0:
 		return
 	default:
-		e = s.access.Info()
+		lvl = zerolog.InfoLevel
 	}
+	if s.out != nil && snap.cfg.Log.AccessFormat == "combined" {
+		if s.level.Sample(lvl) && lvl >= zerolog.GlobalLevel() { // what zerolog asks of s.access
+			s.writeCombined(ctx, snap, a)
+		}
+		return
+	}
+	e := s.access.WithLevel(lvl)
 	if e == nil {
 		return
 	}
@@ -130,6 +166,81 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, a *access) 
 		e.Str("error_kind", errKindNames[kindOf(a.err)]).Err(a.err)
 	}
 	e.Msg("request")
+}
+
+// combinedBufs are the buffers combined access lines are built in: the line goes to
+// the writer in one Write, from a buffer that outlives the call.
+var combinedBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// writeCombined writes the combined access line of one request to the raw output, in
+// one Write, as zerolog writes an event (the output must take concurrent writes, as
+// for zerolog). Safe for concurrent use; it does not allocate (TestAllocsLogCombined).
+func (s *Server) writeCombined(ctx *fasthttp.RequestCtx, snap *snapshot, a *access) {
+	p := combinedBufs.Get().(*[]byte)
+	b := appendCombined((*p)[:0], ctx, snap.trusted, a, time.Now())
+	s.out.Write(b) //nolint:errcheck // a log line that cannot be written has nowhere to go
+	// A line with huge headers does not pin its buffer in the pool.
+	if cap(b) <= 64<<10 {
+		*p = b
+		combinedBufs.Put(p)
+	}
+}
+
+// appendCombined appends the Apache/nginx combined log line of one request, newline
+// included:
+//
+//	203.0.113.7 - - [01/Dec/2026:11:41:27 +0100] "GET /cart HTTP/1.1" 200 812 "https://app.example/" "Mozilla/5.0"
+//
+// The client is appendClient's, the time is now in local time, the path is logPath's
+// (no query or path parameters: session ids travel there), the bytes are the body
+// bytes sent, and an empty Referer or User-Agent is "-". Fields are escaped as nginx
+// escapes them (appendLogEscaped). Safe for concurrent use; it reads the request in
+// ctx, which must still be there. It does not allocate when b has room
+// (TestAllocsAppendCombined), except where appendClient does (behind a trusted proxy).
+func appendCombined(b []byte, ctx *fasthttp.RequestCtx, trusted []netip.Prefix, a *access, now time.Time) []byte {
+	var client [64]byte
+	b = appendLogEscaped(b, appendClient(client[:0], ctx, trusted))
+	b = append(b, " - - ["...)
+	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \""...)
+	h := &ctx.Request.Header
+	b = appendLogEscaped(b, h.Method())
+	b = append(b, ' ')
+	b = appendLogEscaped(b, logPath(h.RequestURI()))
+	b = append(b, ' ')
+	b = appendLogEscaped(b, h.Protocol())
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(a.status), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, a.sent, 10)
+	b = append(b, " \""...)
+	b = appendLogField(b, h.Referer())
+	b = append(b, "\" \""...)
+	b = appendLogField(b, h.UserAgent())
+	return append(b, "\"\n"...)
+}
+
+// appendLogField appends v escaped, or "-" when it is empty.
+func appendLogField(b, v []byte) []byte {
+	if len(v) == 0 {
+		return append(b, '-')
+	}
+	return appendLogEscaped(b, v)
+}
+
+// appendLogEscaped appends v with '"', '\', control bytes and bytes past '~' written as
+// \xHH, as nginx writes its log variables, so that a field cannot end its quotes or
+// the line.
+func appendLogEscaped(b, v []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	for _, c := range v {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // appendClient appends the real client's address: the peer's, or, when the peer is a

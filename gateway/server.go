@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -28,6 +29,7 @@ type Server struct {
 	log    zerolog.Logger
 	access zerolog.Logger
 	level  *levelSampler // the run-time level of log and access
+	out    io.Writer     // the logger's raw output (rawOutput), for combined access lines; nil: none
 	clock  *ticker       // member connections' idle clock
 	conns  sync.Map      // *router.MemberState -> *connSet: each member's open connections
 
@@ -123,6 +125,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		clock:  newTicker(),
 		log:    log,
 		access: log.With().Str("log", "access").Logger(),
+		out:    rawOutput(log),
 		states: router.NewStates(),
 		cache:  cache,
 	}

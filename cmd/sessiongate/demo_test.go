@@ -25,7 +25,9 @@ func TestDemoServesPageAndFavicon(t *testing.T) {
 	var out bytes.Buffer
 	done := make(chan error, 1)
 	ready := make(chan struct{})
-	go func() { done <- runDemo(listen, "127.0.0.1:0", zerolog.Nop(), &readyWriter{w: &out, ready: ready}, stop) }()
+	go func() {
+		done <- runDemo(listen, "127.0.0.1:0", zerolog.Nop(), &readyWriter{w: &out, ready: ready}, stop)
+	}()
 	select {
 	case <-ready:
 	case err := <-done:
