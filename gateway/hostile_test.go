@@ -453,26 +453,12 @@ func TestPathForwardAndAbsoluteForm(t *testing.T) {
 // A member that closes mid-body: the access line says how many bytes went out and
 // that the body was cut short, at warn level, and the member's health hears of it.
 func TestTruncatedResponseLogged(t *testing.T) {
-	ln := listenLoopback(t)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000))
-			}()
-		}
-	}()
+	member := startRawMember(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000))
+		c.Close()
+	})
 	var buf syncBuffer
-	s, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", ln.Addr().String()))), zerolog.New(&buf))
+	s, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", member))), zerolog.New(&buf))
 	conn := dialRaw(t, addr)
 	conn.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
 	io.WriteString(conn.conn, "GET /big HTTP/1.1\r\nHost: app\r\n\r\n")
@@ -676,6 +662,22 @@ func TestSlowReaderIsNotCut(t *testing.T) {
 
 // An HTTP/1.0 client whose member resets mid-body gets 502, never the error text.
 func TestHTTP10ClientMemberResetMidBody(t *testing.T) {
+	member := startRawMember(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // a reset, mid-body
+	})
+	_, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", member))), zerolog.Nop())
+	resp, body := rawRoundTrip(t, addr, "GET /x HTTP/1.0\r\nHost: app\r\n\r\n")
+	if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, "127.0.0.1") {
+		t.Errorf("HTTP/1.0 client, member reset mid-body: %d %q; want 502 without internal text", resp.StatusCode, body)
+	}
+}
+
+// startRawMember is a member that reads one request per connection and then lets
+// answer write whatever bytes it likes (a cut body, a reset); it returns the address.
+func startRawMember(t *testing.T, answer func(c net.Conn)) string {
+	t.Helper()
 	ln := listenLoopback(t)
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -685,18 +687,13 @@ func TestHTTP10ClientMemberResetMidBody(t *testing.T) {
 				return
 			}
 			go func() {
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err == nil {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					c.Close()
+					return
 				}
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close() // a reset, mid-body
+				answer(c)
 			}()
 		}
 	}()
-	_, addr := startGateway(t, gwConfig(gwGroup("g", "/", gwMember("n1", ln.Addr().String()))), zerolog.Nop())
-	resp, body := rawRoundTrip(t, addr, "GET /x HTTP/1.0\r\nHost: app\r\n\r\n")
-	if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, "127.0.0.1") {
-		t.Errorf("HTTP/1.0 client, member reset mid-body: %d %q; want 502 without internal text", resp.StatusCode, body)
-	}
+	return ln.Addr().String()
 }

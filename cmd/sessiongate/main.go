@@ -176,6 +176,15 @@ heap and RSS per learned session of the session cache.
 // runBench is `sessiongate bench`: flags in, bench.Run, the report out. The exit code
 // is 1 when the run fails or any phase but nginx's has errors or sticky violations, and
 // 3 when the only failure is a sessiongate/direct ratio below -min-ratio.
+// writeReport prints a bench report to stdout, as JSON or as a table.
+func writeReport(r *bench.Report, asJSON bool) {
+	if asJSON {
+		r.WriteJSON(os.Stdout) //nolint:errcheck // stdout
+	} else {
+		r.WriteTable(os.Stdout) //nolint:errcheck // stdout
+	}
+}
+
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("sessiongate bench", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -228,12 +237,7 @@ func runBench(args []string) int {
 		}
 		ph, err := bench.RunTarget(ctx, t)
 		if ph != nil {
-			r := &bench.Report{Sessions: t.Sessions, Conns: t.Conns, Duration: t.Duration, Warmup: t.Warmup, Mode: "target " + *target, Phases: []bench.Phase{*ph}}
-			if *asJSON {
-				r.WriteJSON(os.Stdout) //nolint:errcheck // stdout
-			} else {
-				r.WriteTable(os.Stdout) //nolint:errcheck // stdout
-			}
+			writeReport(&bench.Report{Sessions: t.Sessions, Conns: t.Conns, Duration: t.Duration, Warmup: t.Warmup, Mode: "target " + *target, Phases: []bench.Phase{*ph}}, *asJSON)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -273,11 +277,7 @@ func runBench(args []string) int {
 	defer cancel()
 	r, err := bench.Run(ctx, o)
 	if r != nil {
-		if *asJSON {
-			r.WriteJSON(os.Stdout) //nolint:errcheck // stdout
-		} else {
-			r.WriteTable(os.Stdout) //nolint:errcheck // stdout
-		}
+		writeReport(r, *asJSON)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
