@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"net"
 
@@ -95,7 +96,7 @@ func (c *clientConn) refused() error {
 func (c *clientConn) scan(p []byte) bool {
 	i := 0
 	for {
-		j := indexLF(p[i:])
+		j := bytes.IndexByte(p[i:], '\n')
 		if j < 0 {
 			if i < len(p) {
 				c.linePrefix(p[i:])
@@ -206,15 +207,6 @@ func (c *clientConn) lineName(p []byte) {
 			c.flags |= flagTransferEncoding
 		}
 	}
-}
-
-func indexLF(b []byte) int {
-	for i, c := range b {
-		if c == '\n' {
-			return i
-		}
-	}
-	return -1
 }
 
 // hasPrefixFold reports whether b starts with the lower-case ASCII prefix.

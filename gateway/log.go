@@ -130,7 +130,7 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, snap *snapshot, a *access) 
 	default:
 		lvl = zerolog.InfoLevel
 	}
-	if s.out != nil && snap.cfg.Log.AccessFormat == "combined" {
+	if s.out != nil && snap.accessCombined {
 		if s.level.Sample(lvl) && lvl >= zerolog.GlobalLevel() { // what zerolog asks of s.access
 			s.writeCombined(ctx, snap, a)
 		}

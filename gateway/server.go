@@ -73,9 +73,10 @@ type snapshot struct {
 	rejectSlash bool           // server.reject_encoded_slashes
 	// targets are what the health checker watches, compiled with the table: each
 	// member with its group's active check, passive ejection and drain settings.
-	targets      []health.Target
-	accessOn     bool
-	accessSample uint64
+	targets        []health.Target
+	accessOn       bool
+	accessSample   uint64
+	accessCombined bool // log.access_format: combined
 }
 
 // counters are the gateway-wide outcome counters (per member ones are in router.MemberState).
@@ -198,18 +199,19 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 		}
 	}
 	snap := &snapshot{
-		cfg:          cfg,
-		table:        table,
-		clients:      make([]*fasthttp.HostClient, len(table.Members)),
-		keyHeader:    spec.Key.Header,
-		urlParam:     spec.Key.URLParam,
-		learn:        learn,
-		routeFormat:  format,
-		maxBody:      cfg.Server.MaxBodyBytes,
-		retry:        cfg.Retry,
-		replayMax:    min(cfg.Retry.RetryBuffer, cfg.Server.BufferBodyBytes),
-		accessOn:     cfg.Log.Access,
-		accessSample: uint64(max(cfg.Log.AccessSample, 1)),
+		cfg:            cfg,
+		table:          table,
+		clients:        make([]*fasthttp.HostClient, len(table.Members)),
+		keyHeader:      spec.Key.Header,
+		urlParam:       spec.Key.URLParam,
+		learn:          learn,
+		routeFormat:    format,
+		maxBody:        cfg.Server.MaxBodyBytes,
+		retry:          cfg.Retry,
+		replayMax:      min(cfg.Retry.RetryBuffer, cfg.Server.BufferBodyBytes),
+		accessOn:       cfg.Log.Access,
+		accessSample:   uint64(max(cfg.Log.AccessSample, 1)),
+		accessCombined: cfg.Log.AccessFormat == "combined",
 	}
 	snap.cookieNames = append(snap.cookieNames, cfg.Session.Cookies...)
 	snap.pathReject = cfg.Server.PathNormalization == config.PathReject
