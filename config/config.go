@@ -7,8 +7,13 @@ import "time"
 // field's comment is the user documentation docs/configuration.md is written from (a test
 // keeps the two in step: config/docs_test.go).
 type Config struct {
-	// Listen is the client-facing address, host:port. Default "127.0.0.1:8080".
+	// Listen is the client-facing address, host:port: the shorthand for one plain HTTP
+	// listener when listeners is empty. Default "127.0.0.1:8080".
 	Listen string `yaml:"listen"`
+	// Listeners are the client-facing listeners, each plain HTTP or TLS (HTTPS and, by
+	// ALPN, HTTP/2), so that :80 and :443 serve side by side. Default []: one plain
+	// listener on listen. Set listen or listeners, not both.
+	Listeners []Listener `yaml:"listeners"`
 	// ReusePort opens the listener with SO_REUSEPORT, one listener per GOMAXPROCS,
 	// so the kernel spreads connections over all cores. Default false.
 	ReusePort bool `yaml:"reuseport"`
@@ -32,6 +37,71 @@ type Config struct {
 	// TargetGroups are the groups of members, selected by Host and path prefix.
 	// At least one is required.
 	TargetGroups []Group `yaml:"target_groups"`
+}
+
+// Listener is one client-facing listener.
+type Listener struct {
+	// Address is host:port. Required; unique among the listeners.
+	Address string `yaml:"address"`
+	// TLS terminates TLS on this listener. Absent: plain HTTP.
+	TLS *ListenerTLS `yaml:"tls"`
+	// HTTP2 offers HTTP/2 (ALPN h2) beside HTTP/1.1 on a TLS listener; each HTTP/2
+	// request is routed and proxied like an HTTP/1.1 one, over HTTP/1.1 to the member.
+	// Without TLS it has no effect. Default true.
+	HTTP2 bool `yaml:"http2"`
+	// ProxyProtocol expects a PROXY protocol header (v1 or v2) at the start of every
+	// connection, from an L4 load balancer; the address it names is the client's in
+	// logs, X-Forwarded-For and per-client limits. A connection without one is closed.
+	// Default false.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// RedirectHTTPS answers every request of this plain listener with 308 to the same
+	// host and target over https, on the port of the first TLS listener (left out when
+	// it is 443). Needs a TLS listener. Default false.
+	RedirectHTTPS bool `yaml:"redirect_https"`
+}
+
+// ListenerTLS is the TLS of a listener. The defaults are modern: TLS 1.2 and 1.3, ECDHE
+// key exchange and AEAD ciphers only.
+type ListenerTLS struct {
+	// Certificates are PEM certificate chains and keys. Each is served to the names of
+	// its certificate (DNS names, wildcards "*.example.com" for one label, IP
+	// addresses), chosen by the client's SNI; the first is served when no name matches.
+	// At least one. They are read again on reload (SIGHUP, POST /api/reload) and when a
+	// file changes; a pair that fails to load is refused and the old one keeps serving.
+	Certificates []Certificate `yaml:"certificates"`
+	// MinVersion is the lowest TLS version accepted: "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+	// ClientAuth asks clients for a certificate: none (default), request (verified
+	// when given) or require (a connection without a valid one is refused).
+	ClientAuth string `yaml:"client_auth"`
+	// ClientCAFile is the PEM file of the CAs client certificates must chain to.
+	// Required with request and require. Default "".
+	ClientCAFile string `yaml:"client_ca_file"`
+	// TicketKeysFile holds session ticket keys, one per line, each 32 bytes as 64 hex
+	// digits ("openssl rand -hex 32"); the first seals new tickets, all open them.
+	// Instances that share the file resume each other's TLS sessions, and route them
+	// alike (the tls resolver). Default "": keys of this process, rotated by Go.
+	TicketKeysFile string `yaml:"ticket_keys_file"`
+	// HSTS adds Strict-Transport-Security to every answer on this listener.
+	HSTS HSTS `yaml:"hsts"`
+}
+
+// Certificate is one certificate chain and its private key.
+type Certificate struct {
+	// CertFile is the PEM certificate chain, leaf first. Required.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of the leaf. Required.
+	KeyFile string `yaml:"key_file"`
+}
+
+// HSTS is the Strict-Transport-Security header of a TLS listener.
+type HSTS struct {
+	// MaxAge is the header's max-age; 0 sends no header. Default 0; range 0-87600h.
+	MaxAge time.Duration `yaml:"max_age"`
+	// IncludeSubdomains adds includeSubDomains. Default false.
+	IncludeSubdomains bool `yaml:"include_subdomains"`
+	// Preload adds preload. Default false.
+	Preload bool `yaml:"preload"`
 }
 
 // Admin is the admin listener.
@@ -179,8 +249,10 @@ type Session struct {
 	// Header is a request header carrying the key. Default "" (none).
 	Header string `yaml:"header"`
 	// Affinity is the resolver chain, tried in order: route (member route id inside the
-	// key), learned (bindings taught by members' Set-Cookie), hash (rendezvous hashing).
-	// Default [route, learned, hash]. Each at most once.
+	// key), learned (bindings taught by members' Set-Cookie), hash (rendezvous hashing),
+	// and tls: a request without a session key over a TLS connection is keyed by an
+	// affinity id carried in its TLS session (its ticket), and resolved by the resolvers
+	// after tls in the chain. Default [route, learned, hash]. Each at most once.
 	Affinity []string `yaml:"affinity"`
 	// RouteFormat is how the route is read from the key: auto, websphere
 	// ("0000<id>:<clone>[:<clone>...]") or tomcat ("<id>.<jvmRoute>"). Default auto.

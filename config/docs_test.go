@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goccy/go-yaml"
 )
 
 // configDoc is the user reference written from the field comments of config.go.
@@ -232,12 +234,31 @@ func valueAt(v reflect.Value, path string) (reflect.Value, bool) {
 		v = v.FieldByIndex(f.Index)
 		if list {
 			if v.Len() == 0 {
-				return reflect.Value{}, false
+				// No element in the file: the element's defaults are what decoding
+				// an empty mapping gives (its UnmarshalYAML).
+				v = decodeEmpty(v.Type().Elem())
+			} else {
+				v = v.Index(0)
 			}
-			v = v.Index(0)
+		}
+		if v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				v = decodeEmpty(v.Type().Elem())
+			} else {
+				v = v.Elem()
+			}
 		}
 	}
 	return v, true
+}
+
+// decodeEmpty is a value of type t decoded from an empty YAML mapping.
+func decodeEmpty(t reflect.Type) reflect.Value {
+	p := reflect.New(t)
+	if err := yaml.Unmarshal([]byte("{}"), p.Interface()); err != nil {
+		panic(err)
+	}
+	return p.Elem()
 }
 
 // sameDefault compares a value of the parsed config with the default the doc writes

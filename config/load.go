@@ -104,6 +104,63 @@ func defaultMember() Member {
 	return Member{Weight: 1, State: router.AdminReady.String()}
 }
 
+// defaultListener is a listener whose file gives none of its keys but its address:
+// plain HTTP, HTTP/2 offered once it has TLS.
+func defaultListener() Listener { return Listener{HTTP2: true} }
+
+// defaultListenerTLS is the TLS of a listener whose file omits keys of it: TLS 1.2 and
+// up, no client certificates.
+func defaultListenerTLS() ListenerTLS {
+	return ListenerTLS{MinVersion: TLS12, ClientAuth: ClientAuthNone}
+}
+
+// TLS versions and client_auth values of listeners[].tls.
+const (
+	TLS12 = "1.2"
+	TLS13 = "1.3"
+
+	ClientAuthNone    = "none"
+	ClientAuthRequest = "request"
+	ClientAuthRequire = "require"
+)
+
+type (
+	listenerYAML    Listener
+	listenerTLSYAML ListenerTLS
+)
+
+// UnmarshalYAML decodes one listener, starting from its defaults (http2 true).
+func (l *Listener) UnmarshalYAML(unmarshal func(any) error) error {
+	v := listenerYAML(defaultListener())
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	*l = Listener(v)
+	return nil
+}
+
+// UnmarshalYAML decodes a listener's TLS, starting from its defaults (min_version 1.2,
+// client_auth none).
+func (t *ListenerTLS) UnmarshalYAML(unmarshal func(any) error) error {
+	v := listenerTLSYAML(defaultListenerTLS())
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	*t = ListenerTLS(v)
+	return nil
+}
+
+// ClientListeners are the client-facing listeners: listeners, or the one plain
+// listener on listen when it is empty.
+func (c *Config) ClientListeners() []Listener {
+	if len(c.Listeners) > 0 {
+		return c.Listeners
+	}
+	l := defaultListener()
+	l.Address = c.Listen
+	return []Listener{l}
+}
+
 // groupYAML, healthCheckYAML and memberYAML have the fields of their config types
 // without the UnmarshalYAML methods, so the methods can decode into them.
 type (
@@ -219,14 +276,17 @@ func parse(data []byte, override func(*Config)) (*Config, error) {
 		}
 	}
 
+	lines := keyLines(body)
 	if override != nil {
 		override(&cfg)
 	}
 	problems := cfg.validate()
+	if _, ok := lines["listen"]; ok && len(cfg.Listeners) > 0 {
+		problems = append(problems, &configError{path: "listen", detail: strconv.Quote(cfg.Listen) + ": set listen or listeners, not both"})
+	}
 	if len(problems) == 0 {
 		return &cfg, nil
 	}
-	lines := keyLines(body)
 	errs := make([]error, len(problems))
 	for i, p := range problems {
 		p.line = lines.find(p.path)

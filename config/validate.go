@@ -75,9 +75,6 @@ func (k *checker) durRange(path string, d, lo, hi time.Duration, rng string) {
 
 func (c *Config) validate() []*configError {
 	var k checker
-	if reason := hostPortReason(c.Listen, 0, true); reason != "" {
-		k.str("listen", c.Listen, reason)
-	}
 	if c.Admin.Listen != "" {
 		if reason := hostPortReason(c.Admin.Listen, 0, true); reason != "" {
 			k.str("admin.listen", c.Admin.Listen, reason)
@@ -142,6 +139,7 @@ func (c *Config) validate() []*configError {
 	k.durRange("session.bound_window", c.Session.BoundWindow, time.Second, time.Hour, "1s-1h")
 
 	c.Session.validate(&k)
+	validateListeners(&k, c)
 	validateGroups(&k, c.TargetGroups)
 	return k.problems
 }
@@ -188,9 +186,13 @@ func (s *Session) validate(k *checker) {
 	}
 	for i, a := range s.Affinity {
 		path := fmt.Sprintf("session.affinity[%d]", i)
-		if _, ok := router.ParseResolver(a); !ok {
+		r, ok := router.ParseResolver(a)
+		if !ok {
 			k.oneOf(path, a, router.ResolverNames()...)
 			continue
+		}
+		if r == router.ResolveTLS && i == len(s.Affinity)-1 {
+			k.str(path, a, "tls must be followed by the resolvers of TLS session keys (learned, hash)")
 		}
 		for j := range i {
 			if s.Affinity[j] == a {

@@ -13,9 +13,12 @@ const (
 	ResolveLearned
 	// ResolveHash hashes the key over the usable members (HashResolver).
 	ResolveHash
+	// ResolveTLS keys a request without a session key by the affinity id of its TLS
+	// session; the resolvers after it in the chain resolve that key (Spec.TLSFrom).
+	ResolveTLS
 )
 
-var resolverNames = [...]string{"route", "learned", "hash"}
+var resolverNames = [...]string{"route", "learned", "hash", "tls"}
 
 // ResolverNames are the session.affinity values, in ResolverKind order.
 func ResolverNames() []string { return resolverNames[:] }

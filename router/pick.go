@@ -270,14 +270,24 @@ func (g *Group) Pick(key []byte, keyHash uint64) (*Member, Outcome) {
 //
 // Safe for concurrent use; does not allocate.
 func (g *Group) Decide(key []byte, keyHash uint64) Decision {
+	return g.decide(g.chain, g.hashed, key, keyHash)
+}
+
+// DecideTLS is Decide for a key taken from the request's TLS session (Spec.TLSChain):
+// it runs the links after tls in the chain. Safe for concurrent use; does not allocate.
+func (g *Group) DecideTLS(key []byte, keyHash uint64) Decision {
+	return g.decide(g.tlsChain, g.tlsHashed, key, keyHash)
+}
+
+func (g *Group) decide(chain []Link, hashed bool, key []byte, keyHash uint64) Decision {
 	if len(key) == 0 {
 		m, o := g.balanced()
 		return Decision{Member: m, Outcome: o}
 	}
 	var bound *Member
 	why := MoveNone // a route resolver that found no usable binding in the key says why
-	for i := range g.chain {
-		l := &g.chain[i]
+	for i := range chain {
+		l := &chain[i]
 		idx, st := l.Resolver.Resolve(g, key, keyHash)
 		switch st {
 		case Hit:
@@ -312,7 +322,7 @@ func (g *Group) Decide(key []byte, keyHash uint64) Decision {
 		}
 		return Decision{Outcome: OutcomeNone, Reason: bound.State.Reason(), Bound: bound}
 	}
-	if g.hashed {
+	if hashed {
 		return Decision{Outcome: OutcomeNone} // hash missed: nothing usable
 	}
 	m, o := g.balanced()

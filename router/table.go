@@ -19,6 +19,9 @@ type Spec struct {
 	Balance Balance
 	// Chain is the affinity resolver chain, tried in order.
 	Chain []Link
+	// TLSChain resolves the keys taken from TLS sessions (Group.DecideTLS): the links
+	// after tls in session.affinity. Empty: requests are never keyed by TLS session.
+	TLSChain []Link
 }
 
 // GroupSpec describes one target group.
@@ -79,6 +82,9 @@ type Group struct {
 	chain   []Link
 	balance Balance
 	hashed  bool // the chain ends in hash: keys with no binding are hashed
+	// tlsChain and tlsHashed are chain and hashed for keys of TLS sessions.
+	tlsChain  []Link
+	tlsHashed bool
 	strict  bool
 	slots   []int // smooth weighted round-robin order of member indexes
 	byRoute map[string]int
@@ -154,6 +160,10 @@ func NewTable(spec Spec, states *States) (*Table, error) {
 			byRoute:    map[string]int{},
 		}
 		_, g.hashed = spec.Chain[len(spec.Chain)-1].Resolver.(hashResolver)
+		if len(spec.TLSChain) > 0 {
+			g.tlsChain = groupChain(spec.TLSChain, gs.SwitchBack)
+			_, g.tlsHashed = spec.TLSChain[len(spec.TLSChain)-1].Resolver.(hashResolver)
+		}
 		equal := true
 		for mi, ms := range gs.Members {
 			if ms.Weight <= 0 {

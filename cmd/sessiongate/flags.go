@@ -34,7 +34,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Config, "config", "", "path of the YAML configuration file")
 	fs.BoolVar(&f.Watch, "watch", false, "reload the configuration when the file changes (also: SIGHUP, POST /api/reload)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown waits for in-flight requests (shutdown_timeout)")
-	fs.StringVar(&f.listen, "listen", d.Listen, "client listen address host:port (listen)")
+	fs.StringVar(&f.listen, "listen", d.Listen, "client listen address host:port (listen, or the address of the first of listeners)")
 	fs.StringVar(&f.admin, "admin", d.Admin.Listen, "admin listen address host:port, \"\" to disable (admin.listen)")
 	fs.StringVar(&f.logLevel, "log-level", d.Log.Level, "debug, info, warn or error (log.level)")
 	fs.StringVar(&f.logFormat, "log-format", d.Log.Format, "json or console (log.format)")
@@ -70,7 +70,12 @@ func (f *Flags) Apply(cfg *config.Config) {
 	f.fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
 		case "listen":
-			cfg.Listen = f.listen
+			if len(cfg.Listeners) > 0 { // the first of the file's listeners moves
+				cfg.Listeners = append([]config.Listener(nil), cfg.Listeners...)
+				cfg.Listeners[0].Address = f.listen
+			} else {
+				cfg.Listen = f.listen
+			}
 		case "shutdown-timeout":
 			cfg.ShutdownTimeout = f.shutdownTimeout
 		case "admin":

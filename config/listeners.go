@@ -1,0 +1,152 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sessiongate/sessiongate/router"
+)
+
+// validateListeners checks listen and listeners: addresses, TLS files (each certificate
+// pair, the client CA and the ticket keys are loaded, so that a bad file is named at
+// start and on reload), and the settings that need a TLS listener.
+func validateListeners(k *checker, c *Config) {
+	if len(c.Listeners) == 0 {
+		if reason := hostPortReason(c.Listen, 0, true); reason != "" {
+			k.str("listen", c.Listen, reason)
+		}
+	}
+	anyTLS := false
+	for i, l := range c.Listeners {
+		path := fmt.Sprintf("listeners[%d]", i)
+		if reason := hostPortReason(l.Address, 0, true); reason != "" {
+			k.str(path+".address", l.Address, reason)
+		}
+		for j := range i {
+			if c.Listeners[j].Address == l.Address && !strings.HasSuffix(l.Address, ":0") {
+				k.str(path+".address", l.Address, fmt.Sprintf("duplicate of listeners[%d].address", j))
+				break
+			}
+		}
+		if l.TLS == nil {
+			continue
+		}
+		anyTLS = true
+		if l.RedirectHTTPS {
+			k.str(path+".redirect_https", "true", "a TLS listener cannot redirect to https")
+		}
+		l.TLS.validate(k, path+".tls")
+	}
+	if !anyTLS {
+		for i, l := range c.Listeners {
+			if l.RedirectHTTPS {
+				k.str(fmt.Sprintf("listeners[%d].redirect_https", i), "true", "needs a listener with tls to redirect to")
+			}
+		}
+		for i, a := range c.Session.Affinity {
+			if r, ok := router.ParseResolver(a); ok && r == router.ResolveTLS {
+				k.str(fmt.Sprintf("session.affinity[%d]", i), a, "needs a listener with tls")
+			}
+		}
+	}
+}
+
+func (t *ListenerTLS) validate(k *checker, path string) {
+	if len(t.Certificates) == 0 {
+		k.add(path+".certificates", "[]", "at least one certificate is required")
+	}
+	for i, c := range t.Certificates {
+		p := fmt.Sprintf("%s.certificates[%d]", path, i)
+		switch {
+		case c.CertFile == "":
+			k.str(p+".cert_file", c.CertFile, "required")
+		case c.KeyFile == "":
+			k.str(p+".key_file", c.KeyFile, "required")
+		default:
+			if _, err := LoadCertificate(c); err != nil {
+				k.str(p+".cert_file", c.CertFile, err.Error())
+			}
+		}
+	}
+	k.oneOf(path+".min_version", t.MinVersion, TLS12, TLS13)
+	k.oneOf(path+".client_auth", t.ClientAuth, ClientAuthNone, ClientAuthRequest, ClientAuthRequire)
+	switch {
+	case t.ClientAuth != ClientAuthNone && t.ClientAuth != "" && t.ClientCAFile == "":
+		k.str(path+".client_ca_file", "", "required with client_auth "+t.ClientAuth)
+	case t.ClientCAFile != "":
+		if _, err := LoadCertPool(t.ClientCAFile); err != nil {
+			k.str(path+".client_ca_file", t.ClientCAFile, err.Error())
+		}
+	}
+	if t.TicketKeysFile != "" {
+		if _, err := LoadTicketKeys(t.TicketKeysFile); err != nil {
+			k.str(path+".ticket_keys_file", t.TicketKeysFile, err.Error())
+		}
+	}
+	k.durRange(path+".hsts.max_age", t.HSTS.MaxAge, 0, 87600*time.Hour, "0-87600h")
+}
+
+// LoadCertificate loads a certificate pair and parses its leaf. The error says which
+// file is wrong and why.
+func LoadCertificate(c Certificate) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("with key_file %q: %w", c.KeyFile, err)
+	}
+	if cert.Leaf == nil {
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, err
+		}
+		cert.Leaf = leaf
+	}
+	return &cert, nil
+}
+
+// LoadCertPool reads a PEM file of CA certificates.
+func LoadCertPool(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	return pool, nil
+}
+
+// LoadTicketKeys reads a ticket keys file: one key per line, 64 hex digits (32 bytes);
+// empty lines and lines starting with # are skipped. At least one key.
+func LoadTicketKeys(path string) ([][32]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys [][32]byte
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		var key [32]byte
+		if len(line) != 64 {
+			return nil, errors.New("line " + strconv.Itoa(n+1) + ": want 64 hex digits (openssl rand -hex 32)")
+		}
+		if _, err := hex.Decode(key[:], []byte(line)); err != nil {
+			return nil, errors.New("line " + strconv.Itoa(n+1) + ": want 64 hex digits (openssl rand -hex 32)")
+		}
+		keys = append(keys, key)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no key in it")
+	}
+	return keys, nil
+}
