@@ -85,10 +85,10 @@ type Group struct {
 	// tlsChain and tlsHashed are chain and hashed for keys of TLS sessions.
 	tlsChain  []Link
 	tlsHashed bool
-	strict  bool
-	slots   []int // smooth weighted round-robin order of member indexes
-	byRoute map[string]int
-	rr      atomic.Uint64
+	strict    bool
+	slots     []int // smooth weighted round-robin order of member indexes
+	byRoute   map[string]int
+	rr        atomic.Uint64
 }
 
 // Table is the immutable compiled routing snapshot: groups, members, host and path
