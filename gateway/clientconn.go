@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
+	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
 )
@@ -37,6 +40,65 @@ type clientConn struct {
 	pre     [18]byte // the current line's first bytes ("transfer-encoding:")
 	tail    [9]byte  // and its last ones ("HTTP/1.1", and a CR)
 	tailN   int
+
+	info   *listenerInfo // the listener it came in on; nil for connections of tests
+	s      *Server       // whose per-client count it is in (perIP); nil: none
+	perIP  netip.Addr
+	closed atomic.Bool
+}
+
+// Close closes the connection and frees its place in the per-client count.
+func (c *clientConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) && c.s != nil {
+		c.s.perIP.remove(c.perIP)
+	}
+	return c.Conn.Close()
+}
+
+// tlsClientConn is a client connection over TLS (HTTP/1.1): fasthttp sees it as TLS
+// (ctx.IsTLS, TLSConnectionState) through Handshake and ConnectionState. id is its TLS
+// session's affinity id, with TLS-session affinity.
+type tlsClientConn struct {
+	clientConn
+	tc    *tls.Conn
+	id    [16]byte
+	hasID bool
+}
+
+func (c *tlsClientConn) Handshake() error { return c.tc.Handshake() }
+
+func (c *tlsClientConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
+
+// clientOf returns the clientConn of a client connection, nil for another conn (one of
+// HTTP/2, or of a caller that serves fasthttp directly).
+func clientOf(c net.Conn) *clientConn {
+	switch c := c.(type) {
+	case *clientConn:
+		return c
+	case *tlsClientConn:
+		return &c.clientConn
+	}
+	return nil
+}
+
+// connInfo returns the listener a request's connection came in on (nil if unknown) and
+// its TLS session's affinity id (nil without one).
+func connInfo(c net.Conn) (*listenerInfo, []byte) {
+	switch c := c.(type) {
+	case *clientConn:
+		return c.info, nil
+	case *tlsClientConn:
+		if c.hasID {
+			return c.info, c.id[:]
+		}
+		return c.info, nil
+	case *h2Conn:
+		if c.hasID {
+			return c.info, c.id[:]
+		}
+		return c.info, nil
+	}
+	return nil, nil
 }
 
 const (
@@ -74,7 +136,7 @@ func (c *clientConn) next() {
 // clientConnState is the client server's ConnState hook.
 func clientConnState(c net.Conn, st fasthttp.ConnState) {
 	if st == fasthttp.StateIdle {
-		if cc, ok := c.(*clientConn); ok {
+		if cc := clientOf(c); cc != nil {
 			cc.next()
 		}
 	}

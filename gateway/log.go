@@ -295,6 +295,7 @@ type sentBody struct {
 	r    io.Reader          // its body
 	n    int64
 	rerr error // the member side's read error, io.EOF aside
+	werr error // the client side's write error, when the writer is not fasthttp's (HTTP/2)
 	s    *Server
 	ctx  *fasthttp.RequestCtx
 	snap *snapshot
@@ -316,6 +317,9 @@ func (b *sentBody) Read(p []byte) (int, error) {
 // CloseWithError closes the member's body (fasthttp calls it with the error of writing
 // to the client, if any), then logs.
 func (b *sentBody) CloseWithError(werr error) error {
+	if werr == nil {
+		werr = b.werr
+	}
 	var err error
 	if c, ok := b.r.(fasthttp.ReadCloserWithError); ok {
 		err = c.CloseWithError(werr) // a failed write discards the member connection

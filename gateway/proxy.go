@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -27,6 +28,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	if err := checkRequest(ctx, req); err != nil {
 		s.fail(ctx, snap, access{start: start, g: nil, m: nil, outcome: router.OutcomeNone, tried: first, retryKind: firstKind}, err)
+		return
+	}
+	info, tlsID := connInfo(ctx.Conn())
+	if info != nil && info.redirect != nil {
+		s.redirectHTTPS(ctx, snap, info, start)
 		return
 	}
 	rawURI := req.Header.RequestURI()
@@ -50,10 +56,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// make fasthttp re-serialize the forwarded header.
 	key, _ := snap.table.Key.Extract(req.Header.PeekAll(fasthttp.HeaderCookie), rawURI, hdrVal)
 	var keyHash uint64
-	if len(key) > 0 {
+	var d router.Decision
+	switch {
+	case len(key) > 0:
 		keyHash = router.HashKey(key)
+		d = g.Decide(key, keyHash)
+	case tlsID != nil && snap.tlsAffinity:
+		// No session key: the TLS session is the session (session.affinity: tls).
+		key = tlsID
+		keyHash = router.HashKey(key)
+		d = g.DecideTLS(key, keyHash)
+	default:
+		d = g.Decide(nil, 0)
 	}
-	d := g.Decide(key, keyHash)
 	m, outcome := d.Member, d.Outcome
 	if m == nil {
 		if d.Bound != nil && g.Strict() {
@@ -142,6 +157,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	mr.Header.CopyTo(&resp.Header)
 	removeHopHeaders(&resp.Header)
 	resp.Header.ResetConnectionClose()
+	if info != nil && info.tls != nil {
+		addHSTS(resp, info)
+	}
 	if clientClose {
 		ctx.SetConnectionClose()
 	}
@@ -187,6 +205,7 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	st.Requests.Add(1)
 	st.Inflight.Add(1)
 	var err error
+	memberScheme(req, snap.clients[m.Index].IsTLS)
 	if cl := req.Header.ContentLength(); (cl > 0 || cl == -1) && req.IsBodyStream() {
 		err = doStreamed(snap.clients[m.Index], req, resp, snap.maxBody)
 	} else if snap.retry.TryTimeout > 0 && idempotent(req.Header.Method()) {
@@ -257,7 +276,7 @@ func bufferBody(req *fasthttp.Request, limit int) (bool, error) {
 // with the target in origin-form. It does not allocate.
 func checkRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) error {
 	h := &req.Header
-	if cc, ok := ctx.Conn().(*clientConn); ok {
+	if cc := clientOf(ctx.Conn()); cc != nil {
 		if err := cc.refused(); err != nil {
 			return err
 		}
@@ -432,6 +451,46 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, trusted []n
 	if host := req.Header.Host(); len(host) > 0 {
 		req.Header.SetBytesKV(strXForwardedHost, host)
 	}
+	req.Header.DelBytes(strXForwardedPort)
+	if info, _ := connInfo(ctx.Conn()); info != nil {
+		req.Header.SetBytesKV(strXForwardedPort, info.port)
+	} else if p := portOf(ctx.LocalAddr()); p > 0 {
+		var pb [8]byte
+		req.Header.SetBytesKV(strXForwardedPort, strconv.AppendInt(pb[:0], int64(p), 10))
+	}
+}
+
+// addHSTS adds the listener's Strict-Transport-Security header, if it has one.
+func addHSTS(resp *fasthttp.Response, info *listenerInfo) {
+	if v := info.tls.state.Load().hsts; v != nil {
+		resp.Header.SetBytesKV(strStrictTransportSecurity, v)
+	}
+}
+
+// redirectHTTPS answers a request of a redirect_https listener: 308 to the same host
+// (its port replaced by the TLS listener's) and target over https.
+func (s *Server) redirectHTTPS(ctx *fasthttp.RequestCtx, snap *snapshot, info *listenerInfo, start time.Time) {
+	host := ctx.Request.Header.Host()
+	if len(host) == 0 {
+		s.fail(ctx, snap, access{start: start}, errBadHost)
+		return
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		host = host[:i]
+	}
+	var buf [512]byte
+	loc := append(buf[:0], strHTTPSScheme8...)
+	loc = append(loc, host...)
+	loc = append(loc, info.redirect...)
+	loc = append(loc, ctx.Request.Header.RequestURI()...)
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(fasthttp.StatusPermanentRedirect)
+	resp.Header.SetBytesKV(strLocation, loc)
+	resp.Header.SetContentTypeBytes(strTextPlain)
+	resp.SetBodyRaw(strRedirectBody)
+	s.stats.redirects.Add(1)
+	s.logAccess(ctx, snap, &access{start: start, status: fasthttp.StatusPermanentRedirect, sent: int64(len(strRedirectBody))})
 }
 
 // trustedPeer reports whether ip is in one of the trusted prefixes.
@@ -461,6 +520,7 @@ func doStreamed(c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	lr := &limitReader{r: req.BodyStream(), n: limit}
 	out.SetBodyStream(lr, cl)
 	keepTarget(out)
+	memberScheme(out, c.IsTLS)
 	err := c.Do(out, resp)
 	switch {
 	case lr.over:
@@ -544,6 +604,21 @@ func keepTarget(req *fasthttp.Request) {
 	}
 	if q := rawQuery(raw); string(u.QueryString()) != string(q) {
 		u.SetQueryStringBytes(q)
+	}
+}
+
+// memberScheme sets the scheme of req's URI to the member connection's: fasthttp's
+// client refuses a request whose scheme is not its own (and a request that came over
+// TLS is parsed as https).
+func memberScheme(req *fasthttp.Request, tls bool) {
+	u := req.URI()
+	if (string(u.Scheme()) == "https") == tls {
+		return
+	}
+	if tls {
+		u.SetSchemeBytes(strHTTPSScheme)
+	} else {
+		u.SetSchemeBytes(strHTTP)
 	}
 }
 
@@ -794,6 +869,9 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, a access, err er
 	s.stats.errors[k].Add(1)
 	status := statusOf(k)
 	writeError(ctx, status)
+	if info, _ := connInfo(ctx.Conn()); info != nil && info.tls != nil {
+		addHSTS(&ctx.Response, info)
+	}
 	if k == kindBodyTooLarge || k == kindClientBody || k == kindBadVersion || k == kindBadRequest || k == kindClientTimeout {
 		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}

@@ -28,6 +28,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err == nil {
 		snap, err = s.build(cfg)
 	}
+	if err == nil {
+		// Certificates and TLS settings: all load, or the running ones stay.
+		err = s.reloadTLS(cfg)
+	}
 	if err != nil {
 		s.reloadFailed(err)
 		return err
@@ -97,6 +101,9 @@ func restartOnly(a, b *config.Config) []string {
 	if a.Listen != b.Listen {
 		out = append(out, "listen")
 	}
+	if !sameListeners(a.ClientListeners(), b.ClientListeners()) {
+		out = append(out, "listeners")
+	}
 	if a.ReusePort != b.ReusePort {
 		out = append(out, "reuseport")
 	}
@@ -150,3 +157,19 @@ func (s *Server) SetLogLevel(l zerolog.Level) { s.level.set(l) }
 
 // LogLevel is the Server's current log level.
 func (s *Server) LogLevel() zerolog.Level { return s.level.get() }
+
+// sameListeners reports whether two listener sets open the same sockets the same way;
+// their TLS certificates and settings may differ (they apply on reload).
+func sameListeners(a, b []config.Listener) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Address != y.Address || (x.TLS == nil) != (y.TLS == nil) || x.HTTP2 != y.HTTP2 ||
+			x.ProxyProtocol != y.ProxyProtocol || x.RedirectHTTPS != y.RedirectHTTPS {
+			return false
+		}
+	}
+	return true
+}

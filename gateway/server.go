@@ -7,8 +7,8 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,8 +50,14 @@ type Server struct {
 	reloadMu sync.Mutex                     // one reload at a time
 	loader   func() (*config.Config, error) // reads the file again for ReloadFile; nil: no file
 
+	h2      *http.Server // HTTP/2 of the TLS listeners (listen.go, h2.go)
+	h2conns sync.Map     // *tls.Conn -> *h2Conn, from its handshake to its ConnContext
+	perIP   perIPCount   // server.max_conns_per_ip
+	fhLog   fasthttp.Logger
+
 	mu        sync.Mutex
 	listeners []net.Listener
+	infos     []*listenerInfo // one per configured listener (Listen)
 }
 
 // snapshot is everything the request path reads, built together and swapped together.
@@ -64,6 +70,7 @@ type snapshot struct {
 	cookieNames []string // session.cookies, as strings for fasthttp's PeekCookie
 	urlParam    []byte
 	learn       bool // the chain has the learned resolver
+	tlsAffinity bool // the chain has tls: keyless TLS requests are keyed by their TLS session
 	routeFormat router.Format
 	maxBody     int64
 	retry       config.Retry
@@ -89,6 +96,10 @@ type counters struct {
 	refused  [router.NumMoveReasons]atomic.Uint64 // strict groups: 503 instead of a move
 	retries  atomic.Uint64                        // attempts sent to another member
 	replays  atomic.Uint64                        // retries that sent a request body again
+
+	perIPRefused     atomic.Uint64 // connections past server.max_conns_per_ip
+	certReloadFailed atomic.Uint64 // certificate files that changed but did not load
+	redirects        atomic.Uint64 // redirect_https answers
 }
 
 // New builds a Server from a validated config.Config. It starts the learned-session cache and
@@ -142,7 +153,10 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s.health = health.New(log, cfg.Session.BoundWindow)
 	s.health.SetOnOut(s.shutdownSessions)
 	s.health.Update(snap.targets)
+	s.fhLog = fasthttpLogger{s.log}
+	s.perIP.init(cfg.Server.MaxConnsPerIP)
 	s.srv = s.newServer(cfg)
+	s.h2 = s.newH2Server(cfg)
 	if cfg.Admin.Listen != "" {
 		s.admin = s.newAdminServer()
 	}
@@ -170,6 +184,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 	spec.Balance, _ = router.ParseBalance(cfg.Session.Balance)
 	format, _ := router.ParseFormat(cfg.Session.RouteFormat)
 	learn := false
+	tlsAt := -1
 	for _, name := range cfg.Session.Affinity {
 		switch r, _ := router.ParseResolver(name); r {
 		case router.ResolveRoute:
@@ -179,7 +194,12 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 			learn = true
 		case router.ResolveHash:
 			spec.Chain = append(spec.Chain, router.HashResolver())
+		case router.ResolveTLS:
+			tlsAt = len(spec.Chain) // the links after it resolve TLS session keys
 		}
+	}
+	if tlsAt >= 0 {
+		spec.TLSChain = append([]router.Link(nil), spec.Chain[tlsAt:]...)
 	}
 	for _, g := range cfg.TargetGroups {
 		gs := router.GroupSpec{Name: g.Name, Hosts: g.Hosts, PathPrefix: g.PathPrefix, SwitchBack: g.SwitchBack, Strict: g.Strict}
@@ -205,6 +225,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 		keyHeader:      spec.Key.Header,
 		urlParam:       spec.Key.URLParam,
 		learn:          learn,
+		tlsAffinity:    tlsAt >= 0,
 		routeFormat:    format,
 		maxBody:        cfg.Server.MaxBodyBytes,
 		retry:          cfg.Retry,
@@ -326,77 +347,51 @@ func (s *Server) newServer(cfg *config.Config) *fasthttp.Server {
 		WriteTimeout:                 cfg.Server.WriteTimeout,
 		IdleTimeout:                  cfg.Server.IdleTimeout,
 		Concurrency:                  cfg.Server.MaxConns,
-		MaxConnsPerIP:                cfg.Server.MaxConnsPerIP,
 		MaxRequestBodySize:           cfg.Server.BufferBodyBytes,
 		StreamRequestBody:            true,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
-		Logger:                       fasthttpLogger{s.log},
+		Logger:                       s.fhLog,
 	}
 }
 
-// Listen opens the client listener (and the admin one) as configured: with reuseport,
-// one SO_REUSEPORT socket per CPU; it returns the client listener addresses.
-func (s *Server) Listen() ([]net.Listener, error) {
-	cfg := s.snap.Load().cfg
-	n := 1
-	if cfg.ReusePort {
-		n = max(1, runtime.GOMAXPROCS(0))
+func listenTCP(reusePort bool, addr string) (net.Listener, error) {
+	if reusePort {
+		return reuseport.Listen("tcp4", addr)
 	}
-	var lns []net.Listener
-	for range n {
-		var ln net.Listener
-		var err error
-		if cfg.ReusePort {
-			ln, err = reuseport.Listen("tcp4", cfg.Listen)
-		} else {
-			ln, err = net.Listen("tcp", cfg.Listen)
-		}
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Listen, err)
-		}
-		lns = append(lns, ln)
-		if !cfg.ReusePort {
-			break
-		}
-		cfg = withListen(cfg, ln.Addr().String()) // an ephemeral port: all sockets share it
-	}
-	s.mu.Lock()
-	s.listeners = append(s.listeners, lns...)
-	s.mu.Unlock()
-	return lns, nil
+	return net.Listen("tcp", addr)
 }
 
-func withListen(cfg *config.Config, addr string) *config.Config {
-	c := *cfg
-	c.Listen = addr
-	return &c
-}
-
-// Serve serves client connections on lns and, if configured, the admin listener
-// adminLn, until Shutdown. It returns the first serving error, or nil after Shutdown.
+// Serve serves client connections on lns (from Listen) and, if configured, the admin
+// listener adminLn, until Shutdown. It returns the first serving error, or nil after
+// Shutdown.
 func (s *Server) Serve(lns []net.Listener, adminLn net.Listener) error {
-	errc := make(chan error, len(lns)+1)
+	errc := make(chan error, 2*len(lns)+1)
+	n := 0
 	for _, ln := range lns {
-		go func() { errc <- s.srv.Serve(clientListener{ln}) }()
+		n += s.serveListener(ln, errc)
 	}
-	n := len(lns)
 	if adminLn != nil && s.admin != nil {
 		n++
 		go func() { errc <- s.admin.Serve(adminLn) }()
 	}
+	stop := make(chan struct{})
+	defer close(stop)
+	if len(s.tlsListeners()) > 0 {
+		go s.watchCerts(certWatchInterval, stop)
+	}
 	var first error
 	for range n {
-		if err := <-errc; err != nil && first == nil && !errors.Is(err, net.ErrClosed) {
+		if err := <-errc; err != nil && first == nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
 			first = err
 		}
 	}
 	return first
 }
+
+// certWatchInterval is how often certificate files are looked at (tests shorten it).
+var certWatchInterval = 2 * time.Second
 
 // ListenAdmin opens the admin listener; nil when admin is disabled.
 func (s *Server) ListenAdmin() (net.Listener, error) {
@@ -420,6 +415,9 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := s.srv.ShutdownWithContext(ctx)
+	if e := s.h2.Shutdown(ctx); err == nil && e != nil {
+		err = e
+	}
 	if s.admin != nil {
 		if e := s.admin.ShutdownWithContext(ctx); err == nil {
 			err = e
