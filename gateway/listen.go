@@ -208,7 +208,7 @@ func (s *Server) handshake(c net.Conn, ip netip.Addr, info *listenerInfo, h1, h2
 		var rec tls.RecordHeaderError
 		if errors.As(err, &rec) && rec.Conn != nil && looksLikeHTTP(rec.RecordHeader[:]) {
 			// Plain HTTP on the TLS port: say so, as Go's net/http does.
-			rec.Conn.SetWriteDeadline(time.Now().Add(time.Second))                                              //nolint:errcheck // best effort
+			rec.Conn.SetWriteDeadline(time.Now().Add(time.Second))                                                      //nolint:errcheck // best effort
 			rec.Conn.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")) //nolint:errcheck // best effort
 		}
 		s.log.Warn().Int("listener", info.index).Str("remote", c.RemoteAddr().String()).Str("reason", handshakeError(err)).
@@ -314,7 +314,7 @@ func (s *Server) newH2Server(cfg *config.Config) *http.Server {
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          newStdLogger(s.log),
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: 250,
+			MaxConcurrentStreams:      250,
 			MaxReceiveBufferPerStream: 1 << 20,
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -410,4 +410,3 @@ func (s *Server) watchCerts(interval time.Duration, stop <-chan struct{}) {
 		}
 	}
 }
-
