@@ -308,6 +308,48 @@ type GroupsStatus struct {
 	Retries  uint64            `json:"retries"`
 	Replays  uint64            `json:"replays"`
 	Learned  LearnedStatus     `json:"learned_sessions"`
+	// Listeners are the client listeners, with their certificates.
+	Listeners []ListenerStatus `json:"listeners"`
+}
+
+// ListenerStatus is one client listener.
+type ListenerStatus struct {
+	Address         string              `json:"address"`
+	TLS             bool                `json:"tls"`
+	HTTP2           bool                `json:"http2"`
+	ProxyProtocol   bool                `json:"proxy_protocol"`
+	RedirectHTTPS   bool                `json:"redirect_https"`
+	HandshakeErrors uint64              `json:"handshake_errors"`
+	Certificates    []CertificateStatus `json:"certificates,omitempty"`
+}
+
+// CertificateStatus is one certificate a TLS listener serves.
+type CertificateStatus struct {
+	File      string    `json:"file"`
+	Names     []string  `json:"names"`
+	NotAfter  time.Time `json:"not_after"`
+	ExpiresIn int64     `json:"expires_in_seconds"` // negative once expired
+}
+
+// listenersStatus describes the listeners Listen opened.
+func (s *Server) listenersStatus() []ListenerStatus {
+	s.mu.Lock()
+	infos := append([]*listenerInfo(nil), s.infos...)
+	s.mu.Unlock()
+	now := time.Now()
+	out := make([]ListenerStatus, 0, len(infos))
+	for _, i := range infos {
+		ls := ListenerStatus{Address: i.addr, ProxyProtocol: i.proxy, RedirectHTTPS: i.redirect != nil}
+		if t := i.tls; t != nil {
+			ls.TLS, ls.HTTP2, ls.HandshakeErrors = true, t.http2, t.errors.Load()
+			for _, c := range t.state.Load().certs.infos {
+				ls.Certificates = append(ls.Certificates, CertificateStatus{File: c.File, Names: c.Names,
+					NotAfter: c.NotAfter.UTC(), ExpiresIn: int64(c.NotAfter.Sub(now) / time.Second)})
+			}
+		}
+		out = append(out, ls)
+	}
+	return out
 }
 
 // LearnedStatus is the learned-session cache's counters.
@@ -395,6 +437,7 @@ func (s *Server) groupsStatus() GroupsStatus {
 	}
 	cs := s.cache.Stats()
 	out.Learned = LearnedStatus(cs)
+	out.Listeners = s.listenersStatus()
 	for _, g := range snap.table.Groups {
 		gs := GroupStatus{
 			Name: g.Name, Hosts: append([]string{}, g.Hosts...), PathPrefix: string(g.Prefix),

@@ -50,6 +50,7 @@ func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
 		return
 	}
+	s.stats.h2Requests.Add(1)
 	ctx := h2Ctxs.Get().(*fasthttp.RequestCtx)
 	ctx.Init2(hc, s.fhLog, false)
 	req := &ctx.Request

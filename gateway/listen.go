@@ -20,6 +20,7 @@ import (
 // with redirect_https, the port suffix of the https URL (":8443", or "" for 443).
 type listenerInfo struct {
 	index    int
+	addr     string // the address it listens on
 	port     []byte
 	tls      *tlsListener
 	redirect []byte // nil: no redirect
@@ -67,6 +68,7 @@ func (s *Server) Listen() ([]net.Listener, error) {
 			lns = append(lns, &boundListener{Listener: ln, info: info})
 			if info.port == nil {
 				info.port = []byte(strconv.Itoa(portOf(ln.Addr())))
+				info.addr = ln.Addr().String()
 			}
 			addr = ln.Addr().String() // an ephemeral port: all sockets of the listener share it
 		}

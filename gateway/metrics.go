@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -172,6 +173,8 @@ func (s *Server) writeMetrics(w io.Writer) {
 	p.family("sessiongate_build_info", "gauge", "Always 1; the labels identify the running binary's build.")
 	p.gauge(1, "sessiongate_build_info", "version", v.Version, "revision", v.Revision, "goversion", v.GoVersion)
 
+	s.writeListenerMetrics(p)
+
 	var ms []memberMetrics
 	for _, g := range snap.table.Groups {
 		for _, m := range g.Members {
@@ -327,4 +330,34 @@ func (p *promWriter) series(name string, labels ...string) string {
 	}
 	p.buf = b
 	return string(b)
+}
+
+// writeListenerMetrics writes the listeners' and their certificates' series.
+func (s *Server) writeListenerMetrics(p *promWriter) {
+	p.family("sessiongate_http2_requests_total", "counter", "Requests received over HTTP/2.")
+	p.counter(s.stats.h2Requests.Load(), "sessiongate_http2_requests_total")
+	p.family("sessiongate_https_redirects_total", "counter", "Requests answered with a redirect to https (redirect_https).")
+	p.counter(s.stats.redirects.Load(), "sessiongate_https_redirects_total")
+	p.family("sessiongate_conns_per_ip_refused_total", "counter", "Connections refused by server.max_conns_per_ip.")
+	p.counter(s.stats.perIPRefused.Load(), "sessiongate_conns_per_ip_refused_total")
+	p.family("sessiongate_tls_certificate_reload_failures_total", "counter", "Certificate files that changed on disk but did not load (the old ones serve on).")
+	p.counter(s.stats.certReloadFailed.Load(), "sessiongate_tls_certificate_reload_failures_total")
+	ls := s.listenersStatus()
+	p.family("sessiongate_tls_handshake_errors_total", "counter", "Failed TLS handshakes, by listener.")
+	for _, l := range ls {
+		if l.TLS {
+			p.counter(l.HandshakeErrors, "sessiongate_tls_handshake_errors_total", "listener", l.Address)
+		}
+	}
+	p.family("sessiongate_tls_certificate_expiry_seconds", "gauge", "Seconds until each served certificate expires (negative once expired).")
+	for _, l := range ls {
+		for _, c := range l.Certificates {
+			name := ""
+			if len(c.Names) > 0 {
+				name = c.Names[0]
+			}
+			metrics.WriteGaugeFloat64(p.w, p.series("sessiongate_tls_certificate_expiry_seconds",
+				"listener", l.Address, "file", c.File, "name", name, "names", strings.Join(c.Names, ",")), float64(c.ExpiresIn))
+		}
+	}
 }

@@ -100,6 +100,7 @@ type counters struct {
 	perIPRefused     atomic.Uint64 // connections past server.max_conns_per_ip
 	certReloadFailed atomic.Uint64 // certificate files that changed but did not load
 	redirects        atomic.Uint64 // redirect_https answers
+	h2Requests       atomic.Uint64 // requests over HTTP/2
 }
 
 // New builds a Server from a validated config.Config. It starts the learned-session cache and

@@ -46,6 +46,8 @@ var statusTemplate = template.Must(template.New("status").Funcs(template.FuncMap
 	"stateNote":   statusStateNote,
 	"checkResult": statusCheckResult,
 	"truncate":    statusTruncate,
+	"join":        strings.Join,
+	"expiry":      statusExpiry,
 }).Parse(statusHTML))
 
 // statusData is what the template renders.
@@ -188,4 +190,15 @@ func statusCheckResult(c *CheckStatus) string {
 		r += ": " + c.Reason
 	}
 	return r
+}
+
+// statusExpiry says how long a certificate has left: "expired", "5 h", "12 days".
+func statusExpiry(seconds int64) string {
+	switch {
+	case seconds <= 0:
+		return "expired"
+	case seconds < 2*86400:
+		return fmt.Sprintf("%d h left", seconds/3600)
+	}
+	return fmt.Sprintf("%d days left", seconds/86400)
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +80,27 @@ func TestTLSListeners(t *testing.T) {
 	b, bk := ca.issue("b", false, "*.b.example")
 	cfg := gwConfig(gwGroup("fb", "/fb", gwMember("m1", startFastMember(t, fwdMember("m1")))))
 	cfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", HTTP2: true}, tlsListenerCfg(pair(a, ak), pair(b, bk))}
-	_, addrs := startListeners(t, cfg, zerolog.Nop())
+	s, addrs := startListeners(t, cfg, zerolog.Nop())
+
+	// The certificates on /metrics, /api/groups and the status page.
+	var m bytes.Buffer
+	s.writeMetrics(&m)
+	series := `sessiongate_tls_certificate_expiry_seconds{listener="` + addrs[1] + `",file="` + a + `",name="a.example",names="a.example,127.0.0.1"} `
+	if i := strings.Index(m.String(), series); i < 0 {
+		t.Errorf("/metrics has no %s", series)
+	} else if v, _ := strconv.ParseFloat(strings.Fields(m.String()[i+len(series):])[0], 64); v < 20*3600 || v > 24*3600 {
+		t.Errorf("%s %v, want about a day", series, v)
+	}
+	ls := s.groupsStatus().Listeners
+	if len(ls) != 2 || ls[0].TLS || !ls[1].TLS || len(ls[1].Certificates) != 2 || ls[1].Certificates[1].Names[0] != "*.b.example" {
+		t.Errorf("listeners status = %+v", ls)
+	}
+	var sctx fasthttp.RequestCtx
+	sctx.Request.Header.SetMethod("GET")
+	s.handleStatus(&sctx)
+	if page := string(sctx.Response.Body()); !strings.Contains(page, "a.example, 127.0.0.1") || !strings.Contains(page, "h left") {
+		t.Errorf("status page shows no certificate names and expiry")
+	}
 
 	for _, tc := range []struct{ sni, want string }{
 		{"a.example", "a.example"},
