@@ -312,6 +312,8 @@ func (s *Server) newH2Server(cfg *config.Config) *http.Server {
 	return &http.Server{
 		Handler:           http.HandlerFunc(s.serveH2),
 		ReadHeaderTimeout: min(cfg.Server.HeaderTimeout, cfg.Server.ReadTimeout),
+		ReadTimeout:       cfg.Server.ReadTimeout,
+		WriteTimeout:      cfg.Server.WriteTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          newStdLogger(s.log),

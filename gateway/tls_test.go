@@ -540,3 +540,28 @@ func TestTLSBadClients(t *testing.T) {
 		t.Errorf("client_auth require with a certificate: %d %q %v", code, body, err)
 	}
 }
+
+// TestHTTPSInChromium loads a page through the TLS listener in headless Chromium, which
+// speaks HTTP/2 there: the member's answer arrives, and over HTTP/2.
+func TestHTTPSInChromium(t *testing.T) {
+	bin := chromiumPath()
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed; CI installs it (.ci/run)")
+		}
+		t.Skip("chromium is not installed (apt-get install chromium); skipping the browser test")
+	}
+	ca := newTestCA(t)
+	cert, key := ca.issue("gw", false, "localhost", "127.0.0.1")
+	dm := startDemoMembers(t, "m1", "Node1")
+	cfg := gwConfig(gwGroup("fb", "/fb", routed(gwMember("m1", dm[0].Addr()), "Node1")))
+	cfg.Listeners = []config.Listener{tlsListenerCfg(pair(cert, key))}
+	s, addrs := startListeners(t, cfg, zerolog.Nop())
+	dom := string(runChromium(t, bin, "--ignore-certificate-errors", "--dump-dom", "https://"+addrs[0]+"/fb/app"))
+	if !strings.Contains(dom, "member=m1 clone=Node1") {
+		t.Fatalf("Chromium over https: %q, want the member's answer", trimForLog(dom))
+	}
+	if s.stats.h2Requests.Load() == 0 {
+		t.Errorf("Chromium's request did not come over HTTP/2")
+	}
+}
