@@ -262,9 +262,41 @@ type Session struct {
 	Balance string `yaml:"balance"`
 	// Learned sizes the learned-session cache.
 	Learned Learned `yaml:"learned"`
+	// Cookie is the gateway's own signed affinity cookie (the cookie resolver).
+	Cookie AffinityCookie `yaml:"cookie"`
 	// BoundWindow is the window of the per-member count of bound sessions the admin API
 	// reports: sessions seen in the last two windows. Default 1m; range 1s-1h.
 	BoundWindow time.Duration `yaml:"bound_window"`
+}
+
+// AffinityCookie is the signed affinity cookie the gateway sets (insert mode, as
+// HAProxy's "cookie ... insert"): with cookie in session.affinity, a client the gateway
+// sends to a member gets a cookie naming that member, MACed with keys[0]; the cookie
+// resolver then keeps the client there, with or without a session id of the
+// application's. A cookie that does not verify (forged, another key, a removed member)
+// is ignored and counted, never trusted.
+type AffinityCookie struct {
+	// Name is the cookie's name. Default SGROUTE.
+	Name string `yaml:"name"`
+	// Keys are the MAC keys, at least 16 bytes each: the first signs, all verify, so
+	// that keys rotate without moving anyone (put the new key first; drop the old one
+	// after max_age, or a few days). Required with the cookie resolver.
+	Keys []string `yaml:"keys"`
+	// KeysFile holds the keys, one per line, in place of keys. Default "".
+	KeysFile string `yaml:"keys_file"`
+	// Path is the cookie's Path; "" (default) is the path_prefix of the member's group, so
+	// that groups on one host keep their cookies apart.
+	Path string `yaml:"path"`
+	// Domain is the cookie's Domain; "" (default) leaves it out (host-only).
+	Domain string `yaml:"domain"`
+	// MaxAge is the cookie's Max-Age; 0 (default) makes a session cookie. Range 0-8760h.
+	MaxAge time.Duration `yaml:"max_age"`
+	// HTTPOnly hides the cookie from scripts. Default true.
+	HTTPOnly bool `yaml:"http_only"`
+	// Secure sends the cookie over https only. Default false.
+	Secure bool `yaml:"secure"`
+	// SameSite is Lax (default), Strict, None (needs secure) or "" (left out).
+	SameSite string `yaml:"same_site"`
 }
 
 // Learned sizes the learned-session cache.

@@ -150,3 +150,66 @@ func LoadTicketKeys(path string) ([][32]byte, error) {
 	}
 	return keys, nil
 }
+
+// cookieKeyMin is the shortest MAC key of session.cookie.keys.
+const cookieKeyMin = 16
+
+// CookieKeys are the MAC keys of the affinity cookie: keys, or the lines of keys_file.
+func (c *AffinityCookie) CookieKeys() ([]string, error) {
+	if c.KeysFile == "" {
+		return c.Keys, nil
+	}
+	data, err := os.ReadFile(c.KeysFile)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && line[0] != '#' {
+			keys = append(keys, line)
+		}
+	}
+	return keys, nil
+}
+
+func (c *AffinityCookie) validate(k *checker, on bool) {
+	const path = "session.cookie"
+	if reason := tokenReason(c.Name, "", "a cookie name"); c.Name == "" || reason != "" {
+		if reason == "" {
+			reason = "must not be empty"
+		}
+		k.str(path+".name", c.Name, reason)
+	}
+	if c.KeysFile != "" && len(c.Keys) > 0 {
+		k.str(path+".keys_file", c.KeysFile, "set keys or keys_file, not both")
+	}
+	keys, err := c.CookieKeys()
+	switch {
+	case err != nil:
+		k.str(path+".keys_file", c.KeysFile, err.Error())
+	case on && len(keys) == 0:
+		k.add(path+".keys", "[]", "the cookie resolver needs at least one key")
+	}
+	for i, key := range keys {
+		if len(key) < cookieKeyMin {
+			where := fmt.Sprintf("%s.keys[%d]", path, i)
+			if c.KeysFile != "" {
+				where = path + ".keys_file"
+			}
+			k.add(where, "(hidden)", fmt.Sprintf("a key must have at least %d bytes", cookieKeyMin))
+		}
+	}
+	if c.Path != "" && (strings.ContainsAny(c.Path, ";\r\n\x00") || c.Path[0] != '/') {
+		k.str(path+".path", c.Path, "must start with / and hold no ; CR LF NUL")
+	}
+	if c.Domain != "" {
+		if reason := hostReason(c.Domain); reason != "" {
+			k.str(path+".domain", c.Domain, reason)
+		}
+	}
+	k.durRange(path+".max_age", c.MaxAge, 0, 8760*time.Hour, "0-8760h")
+	k.oneOf(path+".same_site", c.SameSite, "Lax", "Strict", "None", "")
+	if c.SameSite == "None" && !c.Secure {
+		k.str(path+".same_site", c.SameSite, "None needs secure: true (browsers drop it otherwise)")
+	}
+}

@@ -65,6 +65,7 @@ func Default() Config {
 				MaxSessions: 1000000,
 				TTL:         30 * time.Minute,
 			},
+			Cookie: AffinityCookie{Name: "SGROUTE", HTTPOnly: true, SameSite: "Lax"},
 		},
 	}
 }

@@ -71,6 +71,7 @@ func TestDefaultConfig(t *testing.T) {
 			Cookies: []string{"JSESSIONID"}, URLParam: "jsessionid",
 			Affinity: []string{"route", "learned", "hash"}, RouteFormat: "auto", Balance: "round_robin",
 			Learned: Learned{MaxSessions: 1000000, TTL: 30 * time.Minute}, BoundWindow: time.Minute,
+			Cookie: AffinityCookie{Name: "SGROUTE", HTTPOnly: true, SameSite: "Lax"},
 		}},
 		{"retry", c.Retry, Retry{MaxRetries: 1, RetryBuffer: 65536, IdempotentOnTimeout: true}},
 		{"target_groups", len(c.TargetGroups), 0},
@@ -216,6 +217,7 @@ func TestParseConfigEveryKey(t *testing.T) {
 			Cookies: []string{"SID", "JSESSIONID"}, URLParam: "", Query: "sid", Header: "X-Session",
 			Affinity: []string{"hash"}, RouteFormat: "tomcat", Balance: "least_requests", BoundWindow: 30 * time.Second,
 			Learned: Learned{MaxSessions: 10, TTL: 90 * time.Minute},
+			Cookie:  AffinityCookie{Name: "SGROUTE", HTTPOnly: true, SameSite: "Lax"},
 		},
 		TargetGroups: []Group{{
 			Name:       "shop",

@@ -181,6 +181,13 @@ func (s *Session) validate(k *checker) {
 		}
 	}
 
+	cookieOn := false
+	for _, a := range s.Affinity {
+		if r, ok := router.ParseResolver(a); ok && r == router.ResolveCookie {
+			cookieOn = true
+		}
+	}
+	s.Cookie.validate(k, cookieOn)
 	if len(s.Affinity) == 0 {
 		k.add("session.affinity", "[]", "must list at least one of "+strings.Join(router.ResolverNames(), ", "))
 	}

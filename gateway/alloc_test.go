@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/router"
 	"github.com/valyala/fasthttp"
 )
 
@@ -126,13 +127,18 @@ const (
 // session, a Tomcat one, a keyless request and a POST with a body.
 func TestAllocsHandle(t *testing.T) {
 	for _, try := range []time.Duration{0, time.Second} {
-		t.Run("try_timeout "+try.String(), func(t *testing.T) { allocsHandle(t, try) })
+		t.Run("try_timeout "+try.String(), func(t *testing.T) { allocsHandle(t, try, false) })
 	}
+	t.Run("signed cookie", func(t *testing.T) { allocsHandle(t, 0, true) })
 }
 
-func allocsHandle(t *testing.T, tryTimeout time.Duration) {
+func allocsHandle(t *testing.T, tryTimeout time.Duration, cookie bool) {
 	cfg := config.Default()
 	cfg.Retry.TryTimeout = tryTimeout
+	if cookie {
+		cfg.Session.Affinity = []string{"route", "cookie", "learned", "hash"}
+		cfg.Session.Cookie.Keys = []string{"0123456789abcdef-new", "0123456789abcdef-old"}
+	}
 	cfg.Admin.Listen = ""
 	cfg.Log.Access = false
 	g := config.NewGroup("fb", "/fb", config.NewMember("n1", "127.0.0.1:1"), config.NewMember("n2", "127.0.0.1:2"))
@@ -147,16 +153,25 @@ func allocsHandle(t *testing.T, tryTimeout time.Duration) {
 		member := &memConn{resp: []byte(answer)}
 		c.Dial = func(string) (net.Conn, error) { return member, nil }
 	}
-	cases := []struct {
+	type allocCase struct {
 		name, raw string
 		budget    float64
-	}{
+	}
+	cases := []allocCase{
 		{"websphere cookie", "GET /fb/account HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: test\r\n" +
 			"Cookie: theme=dark; JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n2:n1; _ga=GA1.2.3\r\n\r\n", handleAllocsBudget},
 		{"tomcat path parameter", "GET /fb/cart;jsessionid=6F1A2B3C4D5E6F708192A3B4C5D6E7F8.n1?item=4 HTTP/1.1\r\nHost: app.example.com\r\n\r\n", handleAllocsBudget},
 		{"no key", "GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nAccept: */*\r\n\r\n", handleAllocsBudget},
 		{"post", "POST /fb/pay HTTP/1.1\r\nHost: app.example.com\r\nCookie: JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n1\r\n" +
 			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\namount=1000", handleBodyAllocsBudget},
+	}
+	if cookie {
+		v := cookieValue([]byte(cfg.Session.Cookie.Keys[0]), "fb", "n1")
+		old := cookieValue([]byte(cfg.Session.Cookie.Keys[1]), "fb", "n2")
+		cases = append(cases,
+			allocCase{"keyless, signed cookie", "GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nCookie: a=b; SGROUTE=" + v + "\r\n\r\n", handleAllocsBudget},
+			allocCase{"keyless, old key: re-signed", "GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nCookie: SGROUTE=" + old + "\r\n\r\n", handleAllocsBudget},
+			allocCase{"forged cookie", "GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nCookie: SGROUTE=AAAAAAAAAAAAAAAAAAAAAA\r\n\r\n", handleAllocsBudget})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -180,3 +195,42 @@ func allocsHandle(t *testing.T, tryTimeout time.Duration) {
 		})
 	}
 }
+
+// TestAllocsCookieVerify guards the signed affinity cookie's verification: found among
+// other cookies, valid, old key, forged, absent.
+func TestAllocsCookieVerify(t *testing.T) {
+	g := config.NewGroup("fb", "/fb", config.NewMember("n1", "127.0.0.1:1"), config.NewMember("n2", "127.0.0.1:2"))
+	table, err := router.NewTable(router.Spec{Groups: []router.GroupSpec{{Name: "fb", PathPrefix: "/fb", Members: []router.MemberSpec{
+		{ID: g.Members[0].ID, Addr: g.Members[0].Address, Route: "n1", Weight: 1}, {ID: g.Members[1].ID, Addr: g.Members[1].Address, Route: "n2", Weight: 1}}}},
+		Chain: []router.Link{router.CookieResolver()}}, router.NewStates())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default().Session.Cookie
+	c.Keys = []string{"0123456789abcdef-new", "0123456789abcdef-old"}
+	ac, err := buildCookie(c, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers := [][][]byte{
+		{[]byte("a=b; SGROUTE=" + cookieValue([]byte(c.Keys[0]), "fb", "n2") + "; c=d")},
+		{[]byte("x=y"), []byte("SGROUTE=" + cookieValue([]byte(c.Keys[1]), "fb", "n1"))},
+		{[]byte("SGROUTE=AAAAAAAAAAAAAAAAAAAAAA")},
+		{[]byte("JSESSIONID=abc")},
+	}
+	want := []int{cookieValid, cookieOldKey, cookieInvalid, cookieAbsent}
+	for i, h := range headers {
+		if _, _, res := ac.pinnedIndex(table.Groups[0], h); res != want[i] {
+			t.Fatalf("headers %d: %s, want %s", i, cookieResultNames[res], cookieResultNames[want[i]])
+		}
+	}
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		sinkIdx, _, _ = ac.pinnedIndex(table.Groups[0], headers[i%len(headers)])
+		i++
+	}); n != 0 {
+		t.Fatalf("affinity cookie verification allocates %v times per run, want 0", n)
+	}
+}
+
+var sinkIdx int

@@ -8,6 +8,7 @@ var (
 	strXForwardedProto = []byte("X-Forwarded-Proto")
 	strXForwardedHost  = []byte("X-Forwarded-Host")
 	strXForwardedPort  = []byte("X-Forwarded-Port")
+	strSetCookie       = []byte("Set-Cookie")
 
 	strStrictTransportSecurity = []byte("Strict-Transport-Security")
 	strRedirectBody            = []byte("308 Permanent Redirect: use https\n")

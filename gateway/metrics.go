@@ -127,6 +127,13 @@ func (s *Server) writeMetrics(w io.Writer) {
 		p.counter(s.stats.refused[r].Load(), "sessiongate_strict_refusals_total", "reason", r.String())
 	}
 
+	p.family("sessiongate_affinity_cookie_total", "counter", "Requests by their signed affinity cookie (cookie resolver): absent, valid, old_key (valid, re-signed) or invalid (ignored).")
+	for r := range numCookieResults {
+		p.counter(s.stats.cookies[r].Load(), "sessiongate_affinity_cookie_total", "result", cookieResultNames[r])
+	}
+	p.family("sessiongate_affinity_cookies_set_total", "counter", "Answers that set the signed affinity cookie.")
+	p.counter(s.stats.cookiesSet.Load(), "sessiongate_affinity_cookies_set_total")
+
 	p.family("sessiongate_retries_total", "counter", "Attempts sent again to another member.")
 	p.counter(s.stats.retries.Load(), "sessiongate_retries_total")
 	p.family("sessiongate_replays_total", "counter", "Retries that sent the request body again.")

@@ -55,20 +55,21 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// PeekAll returns the raw Cookie values; RequestHeader.Cookie would parse them and
 	// make fasthttp re-serialize the forwarded header.
 	key, _ := snap.table.Key.Extract(req.Header.PeekAll(fasthttp.HeaderCookie), rawURI, hdrVal)
-	var keyHash uint64
-	var d router.Decision
-	switch {
-	case len(key) > 0:
-		keyHash = router.HashKey(key)
-		d = g.Decide(key, keyHash)
-	case tlsID != nil && snap.tlsAffinity:
-		// No session key: the TLS session is the session (session.affinity: tls).
-		key = tlsID
-		keyHash = router.HashKey(key)
-		d = g.DecideTLS(key, keyHash)
-	default:
-		d = g.Decide(nil, 0)
+	pinned, pinnedM, cookieRes := -1, (*router.Member)(nil), cookieAbsent
+	if snap.cookie != nil {
+		pinned, pinnedM, cookieRes = snap.cookie.pinnedIndex(g, req.Header.PeekAll(fasthttp.HeaderCookie))
+		s.stats.cookies[cookieRes].Add(1)
 	}
+	var keyHash uint64
+	fromTLS := false
+	if len(key) == 0 && tlsID != nil && snap.tlsAffinity {
+		// No session key: the TLS session is the session (session.affinity: tls).
+		key, fromTLS = tlsID, true
+	}
+	if len(key) > 0 {
+		keyHash = router.HashKey(key)
+	}
+	d := g.DecideHint(key, keyHash, pinned, fromTLS)
 	m, outcome := d.Member, d.Outcome
 	if m == nil {
 		if d.Bound != nil && g.Strict() {
@@ -82,7 +83,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	reason := d.Reason // why the session moved, counted with the outcome
-	if outcome == router.OutcomeMoved {
+	if outcome == router.OutcomeMoved && len(key) > 0 {
 		s.rebind(snap, keyHash, m)
 	}
 
@@ -159,6 +160,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	resp.Header.ResetConnectionClose()
 	if info != nil && info.tls != nil {
 		addHSTS(resp, info)
+	}
+	if snap.cookie != nil && snap.cookie.setFor(resp, m, pinnedM, cookieRes) {
+		s.stats.cookiesSet.Add(1)
 	}
 	if clientClose {
 		ctx.SetConnectionClose()

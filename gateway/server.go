@@ -69,8 +69,9 @@ type snapshot struct {
 	keyHeader   []byte   // session.header, nil when unset
 	cookieNames []string // session.cookies, as strings for fasthttp's PeekCookie
 	urlParam    []byte
-	learn       bool // the chain has the learned resolver
-	tlsAffinity bool // the chain has tls: keyless TLS requests are keyed by their TLS session
+	learn       bool            // the chain has the learned resolver
+	tlsAffinity bool            // the chain has tls: keyless TLS requests are keyed by their TLS session
+	cookie      *affinityCookie // the chain has cookie: the signed affinity cookie; nil: not
 	routeFormat router.Format
 	maxBody     int64
 	retry       config.Retry
@@ -97,10 +98,12 @@ type counters struct {
 	retries  atomic.Uint64                        // attempts sent to another member
 	replays  atomic.Uint64                        // retries that sent a request body again
 
-	perIPRefused     atomic.Uint64 // connections past server.max_conns_per_ip
-	certReloadFailed atomic.Uint64 // certificate files that changed but did not load
-	redirects        atomic.Uint64 // redirect_https answers
-	h2Requests       atomic.Uint64 // requests over HTTP/2
+	perIPRefused     atomic.Uint64                   // connections past server.max_conns_per_ip
+	certReloadFailed atomic.Uint64                   // certificate files that changed but did not load
+	redirects        atomic.Uint64                   // redirect_https answers
+	cookies          [numCookieResults]atomic.Uint64 // affinity cookies of requests, by how they verified
+	cookiesSet       atomic.Uint64                   // affinity cookies set in answers
+	h2Requests       atomic.Uint64                   // requests over HTTP/2
 }
 
 // New builds a Server from a validated config.Config. It starts the learned-session cache and
@@ -184,7 +187,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 	// The config is validated: every name parses.
 	spec.Balance, _ = router.ParseBalance(cfg.Session.Balance)
 	format, _ := router.ParseFormat(cfg.Session.RouteFormat)
-	learn := false
+	learn, withCookie := false, false
 	tlsAt := -1
 	for _, name := range cfg.Session.Affinity {
 		switch r, _ := router.ParseResolver(name); r {
@@ -197,6 +200,9 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 			spec.Chain = append(spec.Chain, router.HashResolver())
 		case router.ResolveTLS:
 			tlsAt = len(spec.Chain) // the links after it resolve TLS session keys
+		case router.ResolveCookie:
+			spec.Chain = append(spec.Chain, router.CookieResolver())
+			withCookie = true
 		}
 	}
 	if tlsAt >= 0 {
@@ -244,6 +250,11 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 			return nil, err
 		}
 		snap.trusted = append(snap.trusted, prefix)
+	}
+	if withCookie {
+		if snap.cookie, err = buildCookie(cfg.Session.Cookie, table); err != nil {
+			return nil, fmt.Errorf("gateway: session.cookie: %w", err)
+		}
 	}
 	snap.targets = healthTargets(cfg, table)
 	for _, m := range table.Members {

@@ -16,9 +16,11 @@ const (
 	// ResolveTLS keys a request without a session key by the affinity id of its TLS
 	// session; the resolvers after it in the chain resolve that key (Spec.TLSFrom).
 	ResolveTLS
+	// ResolveCookie reads the gateway's signed affinity cookie (CookieResolver).
+	ResolveCookie
 )
 
-var resolverNames = [...]string{"route", "learned", "hash", "tls"}
+var resolverNames = [...]string{"route", "learned", "hash", "tls", "cookie"}
 
 // ResolverNames are the session.affinity values, in ResolverKind order.
 func ResolverNames() []string { return resolverNames[:] }

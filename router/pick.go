@@ -13,6 +13,8 @@ const (
 	OutcomeRoute
 	// OutcomeLearned: a binding learned from a member's Set-Cookie named a usable member.
 	OutcomeLearned
+	// OutcomeCookie: the gateway's own signed affinity cookie named a usable member.
+	OutcomeCookie
 	// OutcomeHash: the key had no binding and rendezvous hashing chose the member.
 	OutcomeHash
 	// OutcomeBalanced: the request had no key (or no binding and no hash resolver) and
@@ -25,7 +27,7 @@ const (
 	NumOutcomes
 )
 
-var outcomeNames = [NumOutcomes]string{"none", "route", "learned", "hash", "balanced", "moved"}
+var outcomeNames = [NumOutcomes]string{"none", "route", "learned", "cookie", "hash", "balanced", "moved"}
 
 // String returns the outcome's name as used in logs and metrics.
 func (o Outcome) String() string { return outcomeNames[o] }
@@ -120,6 +122,17 @@ func RouteResolver(f Format) Link { return Link{routeResolver{f}, OutcomeRoute} 
 
 // LearnedResolver looks the key up in s.
 func LearnedResolver(s Store) Link { return Link{learnedResolver{s}, OutcomeLearned} }
+
+// CookieResolver is the gateway's signed affinity cookie: the member it names, when the
+// request carries a valid one (DecideHint's pinned), is the session's member. It reads
+// nothing of the key, so it also keeps a client without a session key on its member.
+func CookieResolver() Link { return Link{cookieResolver{}, OutcomeCookie} }
+
+type cookieResolver struct{}
+
+// Resolve is never called: decide answers for the cookie link from the request's
+// pinned member.
+func (cookieResolver) Resolve(*Group, []byte, uint64) (int, Status) { return 0, Miss }
 
 // HashResolver binds every key to a member by weighted rendezvous hashing over the
 // members that take new sessions. It never misses, so it belongs last.
@@ -270,17 +283,50 @@ func (g *Group) Pick(key []byte, keyHash uint64) (*Member, Outcome) {
 //
 // Safe for concurrent use; does not allocate.
 func (g *Group) Decide(key []byte, keyHash uint64) Decision {
-	return g.decide(g.chain, g.hashed, key, keyHash)
+	return g.decide(g.chain, g.hashed, key, keyHash, -1)
 }
 
 // DecideTLS is Decide for a key taken from the request's TLS session (Spec.TLSChain):
 // it runs the links after tls in the chain. Safe for concurrent use; does not allocate.
 func (g *Group) DecideTLS(key []byte, keyHash uint64) Decision {
-	return g.decide(g.tlsChain, g.tlsHashed, key, keyHash)
+	return g.decide(g.tlsChain, g.tlsHashed, key, keyHash, -1)
 }
 
-func (g *Group) decide(chain []Link, hashed bool, key []byte, keyHash uint64) Decision {
+// DecideHint is Decide for a request whose signed affinity cookie names g.Members[pinned]
+// (-1: none, or not valid): the cookie link of the chain answers with that member. A
+// request without a key but with a cookie stays on the cookie's member while it can
+// serve it, and is balanced anew (a move) when it cannot. fromTLS says the key is the
+// TLS session's (DecideTLS). Safe for concurrent use; does not allocate.
+func (g *Group) DecideHint(key []byte, keyHash uint64, pinned int, fromTLS bool) Decision {
+	if fromTLS {
+		return g.decide(g.tlsChain, g.tlsHashed, key, keyHash, pinned)
+	}
+	return g.decide(g.chain, g.hashed, key, keyHash, pinned)
+}
+
+// IndexOf returns the index of m in g.Members, or -1.
+func (g *Group) IndexOf(m *Member) int {
+	for i, x := range g.Members {
+		if x == m {
+			return i
+		}
+	}
+	return -1
+}
+
+func (g *Group) decide(chain []Link, hashed bool, key []byte, keyHash uint64, pinned int) Decision {
 	if len(key) == 0 {
+		if pinned >= 0 && g.hasCookie {
+			p := g.Members[pinned]
+			if p.State.UsableBound() {
+				return Decision{Member: p, Outcome: OutcomeCookie}
+			}
+			if g.strict {
+				return Decision{Outcome: OutcomeNone, Reason: p.State.Reason(), Bound: p}
+			}
+			m, _ := g.balanced()
+			return Decision{Member: m, Outcome: OutcomeMoved, Reason: p.State.Reason(), Bound: p}
+		}
 		m, o := g.balanced()
 		return Decision{Member: m, Outcome: o}
 	}
@@ -288,7 +334,13 @@ func (g *Group) decide(chain []Link, hashed bool, key []byte, keyHash uint64) De
 	why := MoveNone // a route resolver that found no usable binding in the key says why
 	for i := range chain {
 		l := &chain[i]
-		idx, st := l.Resolver.Resolve(g, key, keyHash)
+		var idx int
+		var st Status
+		if _, ok := l.Resolver.(cookieResolver); ok {
+			idx, st = g.pinnedStatus(pinned)
+		} else {
+			idx, st = l.Resolver.Resolve(g, key, keyHash)
+		}
 		switch st {
 		case Hit:
 			if bound != nil {
@@ -527,4 +579,16 @@ func mix(x uint64) uint64 {
 	x *= 0xc4ceb9fe1a85ec53
 	x ^= x >> 33
 	return x
+}
+
+// pinnedStatus is the cookie link's answer: Hit when the cookie's member can serve its
+// sessions, Down when it cannot, Miss without a valid cookie.
+func (g *Group) pinnedStatus(pinned int) (int, Status) {
+	if pinned < 0 || pinned >= len(g.Members) {
+		return 0, Miss
+	}
+	if g.Members[pinned].State.UsableBound() {
+		return pinned, Hit
+	}
+	return pinned, Down
 }

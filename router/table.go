@@ -85,6 +85,7 @@ type Group struct {
 	// tlsChain and tlsHashed are chain and hashed for keys of TLS sessions.
 	tlsChain  []Link
 	tlsHashed bool
+	hasCookie bool // the chain has the cookie resolver
 	strict    bool
 	slots     []int // smooth weighted round-robin order of member indexes
 	byRoute   map[string]int
@@ -160,6 +161,11 @@ func NewTable(spec Spec, states *States) (*Table, error) {
 			byRoute:    map[string]int{},
 		}
 		_, g.hashed = spec.Chain[len(spec.Chain)-1].Resolver.(hashResolver)
+		for _, l := range spec.Chain {
+			if _, ok := l.Resolver.(cookieResolver); ok {
+				g.hasCookie = true
+			}
+		}
 		if len(spec.TLSChain) > 0 {
 			g.tlsChain = groupChain(spec.TLSChain, gs.SwitchBack)
 			_, g.tlsHashed = spec.TLSChain[len(spec.TLSChain)-1].Resolver.(hashResolver)
