@@ -197,3 +197,29 @@ func TestAllocsCheckPath(t *testing.T) {
 		t.Fatalf("CheckPath(%q) = %v, %v; want true, true", path, dot, slash)
 	}
 }
+
+// TestAllocsDecideHint guards the cookie link: pinned and keyless, pinned with a key,
+// pinned member down (a keyless move).
+func TestAllocsDecideHint(t *testing.T) {
+	ms := []MemberSpec{{ID: "m1", Addr: "10.0.0.1:1", Route: "c1", Weight: 1}, {ID: "m2", Addr: "10.0.0.2:1", Route: "c2", Weight: 1}}
+	tab := mustTable(t, Spec{
+		Groups: []GroupSpec{{Name: "app", Members: ms}},
+		Key:    KeySpec{Cookies: [][]byte{[]byte("JSESSIONID")}},
+		Chain:  []Link{RouteResolver(FormatAuto), CookieResolver(), HashResolver()},
+	}, NewStates())
+	g := tab.Groups[0]
+	key := []byte("no-route-in-it")
+	h := HashKey(key)
+	var d Decision
+	for _, c := range []struct {
+		name string
+		key  []byte
+		down bool
+	}{{"keyless", nil, false}, {"route-less key", key, false}, {"keyless, member down", nil, true}} {
+		g.Members[1].State.SetHealthy(!c.down)
+		if n := testing.AllocsPerRun(1000, func() { d = g.DecideHint(c.key, h, 1, false) }); n != 0 {
+			t.Fatalf("DecideHint(%s) allocates %v times per run, want 0", c.name, n)
+		}
+	}
+	_ = d
+}

@@ -942,3 +942,44 @@ func TestDecideMalformedKey(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideHint: the cookie link answers from the pinned member; a keyless request
+// stays on it while it can serve, moves to a balanced member when it cannot, and is
+// refused in a strict group; a key's own route wins when route comes first.
+func TestDecideHint(t *testing.T) {
+	ms := []MemberSpec{{ID: "m1", Addr: "10.0.0.1:1", Route: "c1", Weight: 1}, {ID: "m2", Addr: "10.0.0.2:1", Route: "c2", Weight: 1}, {ID: "m3", Addr: "10.0.0.3:1", Route: "c3", Weight: 1}}
+	for _, strict := range []bool{false, true} {
+		tab := mustTable(t, Spec{
+			Groups: []GroupSpec{{Name: "app", Members: ms, Strict: strict}},
+			Key:    KeySpec{Cookies: [][]byte{[]byte("JSESSIONID")}},
+			Chain:  []Link{RouteResolver(FormatAuto), CookieResolver(), HashResolver()},
+		}, NewStates())
+		g := tab.Groups[0]
+		if d := g.DecideHint(nil, 0, 1, false); d.Member != g.Members[1] || d.Outcome != OutcomeCookie {
+			t.Fatalf("keyless, pinned m2: %s %v", memberID(d.Member), d.Outcome)
+		}
+		if d := g.DecideHint(nil, 0, -1, false); d.Outcome != OutcomeBalanced {
+			t.Fatalf("keyless, no cookie: %v", d.Outcome)
+		}
+		key := []byte("0000abcdefghijklmnopqrstuvw:c3")
+		if d := g.DecideHint(key, HashKey(key), 1, false); d.Member != g.Members[2] || d.Outcome != OutcomeRoute {
+			t.Fatalf("route before cookie: %s %v", memberID(d.Member), d.Outcome)
+		}
+		plain := []byte("no-route-in-it")
+		if d := g.DecideHint(plain, HashKey(plain), 1, false); d.Member != g.Members[1] || d.Outcome != OutcomeCookie {
+			t.Fatalf("route-less key, pinned m2: %s %v", memberID(d.Member), d.Outcome)
+		}
+		g.Members[1].State.SetHealthy(false)
+		d := g.DecideHint(nil, 0, 1, false)
+		switch {
+		case strict && (d.Member != nil || d.Bound != g.Members[1]):
+			t.Fatalf("strict, pinned member down: %s, bound %s", memberID(d.Member), memberID(d.Bound))
+		case !strict && (d.Member == nil || d.Member == g.Members[1] || d.Outcome != OutcomeMoved || d.Reason != MoveMemberDown):
+			t.Fatalf("pinned member down: %s %v %v", memberID(d.Member), d.Outcome, d.Reason)
+		}
+		if d := g.DecideHint(plain, HashKey(plain), 1, false); !strict && (d.Member == g.Members[1] || d.Outcome != OutcomeMoved) {
+			t.Fatalf("route-less key, pinned member down: %s %v", memberID(d.Member), d.Outcome)
+		}
+		g.Members[1].State.SetHealthy(true)
+	}
+}
