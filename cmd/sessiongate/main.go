@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -214,6 +215,9 @@ func runBench(args []string) int {
 	keyless := fs.Float64("keyless", 0, "with -target: share of requests sent without a cookie (0-1)")
 	memory := fs.Bool("memory", false, "measure only the session cache's memory per learned session (see -memory-sizes)")
 	memorySizes := fs.String("memory-sizes", "100000,1000000", "comma-separated session counts of -memory")
+	instances := fs.Int("instances", 0, "prove N gateway processes on one config route alike: each request to a random instance, a member killed halfway (see -instance-modes)")
+	instanceModes := fs.String("instance-modes", "", "with -instances: comma-separated modes: route, cookie, hash, learned-redis, learned-local (default: route, cookie, hash, and learned-redis with -redis)")
+	redisAddr := fs.String("redis", "", "with -instances: the Redis address of the learned-redis mode")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -222,6 +226,9 @@ func runBench(args []string) int {
 	}
 	if *memory {
 		return runMemory(*memorySizes, *asJSON)
+	}
+	if *instances > 0 {
+		return runInstances(*instances, *instanceModes, *redisAddr, fs.Lookup("sessions").Value.String() == "10000", o.Sessions, *asJSON)
 	}
 	var phaseLog io.Writer
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice == 0 {
@@ -291,6 +298,45 @@ func runBench(args []string) int {
 			return 3 // only the ratio: a noisy neighbour can cause it, a retry may pass
 		}
 		return 1
+	}
+	return 0
+}
+
+// runInstances is `sessiongate bench -instances N`: bench.RunInstances, the table (or
+// JSON) out. The exit code is 1 when a mode other than the learned-local control has a
+// failed request or a violation.
+func runInstances(n int, modes, redis string, defaultSessions bool, sessions int, asJSON bool) int {
+	o := bench.InstancesOptions{Instances: n, Redis: redis}
+	if !defaultSessions {
+		o.Sessions = sessions
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		o.Executable = exe
+	}
+	for m := range strings.SplitSeq(modes, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			o.Modes = append(o.Modes, m)
+		}
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	rs, err := bench.RunInstances(ctx, o)
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rs) //nolint:errcheck // stdout
+	} else {
+		bench.WriteInstances(os.Stdout, rs)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, r := range rs {
+		if r.Mode != bench.InstancesLearnedLocal && (r.Failed > 0 || r.Violations > 0) {
+			return 1
+		}
 	}
 	return 0
 }
