@@ -330,7 +330,6 @@ func instancesYAML(listen, mode, redis string, members []*demo.Member) []byte {
 	return []byte(b.String())
 }
 
-
 // WriteInstances prints RunInstances' results as a table.
 func WriteInstances(w io.Writer, rs []InstancesResult) {
 	fmt.Fprintf(w, "%-14s %9s %8s %8s %6s %10s %6s %s\n", "mode", "instances", "sessions", "requests", "failed", "violations", "moved", "note")
