@@ -26,9 +26,11 @@ type Report struct {
 	// Rounds is how many times each path was measured (merged in its phase).
 	Rounds int `json:"rounds"`
 	// ReusePort: the gateway ran one SO_REUSEPORT listener per CPU.
-	ReusePort bool    `json:"reuseport,omitempty"`
-	Machine   Machine `json:"machine"`
-	Phases    []Phase `json:"phases"`
+	ReusePort bool `json:"reuseport,omitempty"`
+	// TLS: the TLS bench (Options.TLS); every phase has a Load.
+	TLS     bool    `json:"tls,omitempty"`
+	Machine Machine `json:"machine"`
+	Phases  []Phase `json:"phases"`
 	// Notes say what was skipped and what a figure includes.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -45,7 +47,11 @@ type Machine struct {
 
 // Phase is one measured path: direct, sessiongate, haproxy or nginx.
 type Phase struct {
-	Name       string           `json:"name"`
+	Name string `json:"name"`
+	// Load is "" in the plain bench. In the TLS bench it is LoadKeepAlive (HTTPS on
+	// kept connections) or LoadHandshake (each request on a new TLS connection, so
+	// RPS is handshakes per second and CPUPerRequest is CPU per handshake).
+	Load       string           `json:"load,omitempty"`
 	Requests   int64            `json:"requests"`
 	Seconds    float64          `json:"seconds"`
 	RPS        float64          `json:"rps"`
@@ -61,6 +67,9 @@ type Phase struct {
 	// MemberForeign counts requests members received with a session that is not theirs
 	// (warm-up included); it corroborates StickyViolations from the member side.
 	MemberForeign int64 `json:"member_foreign"`
+	// Handshakes counts the TLS handshakes of the load generator while measured: about
+	// Requests with LoadHandshake, and only reconnections with LoadKeepAlive.
+	Handshakes int64 `json:"handshakes,omitempty"`
 	// CPUPerRequest is CPU time (user+system) per request of CPUScope.
 	CPUPerRequest time.Duration `json:"cpu_per_request_ns,omitempty"`
 	// CPUScope is "proxy process" (child process, /proc) or "bench process" (in-process:
@@ -72,10 +81,24 @@ type Phase struct {
 	// VsDirect and VsHAProxy are this phase's ratios to those phases.
 	VsDirect  *Ratios `json:"vs_direct,omitempty"`
 	VsHAProxy *Ratios `json:"vs_haproxy,omitempty"`
+	// BestPeer is, in the TLS bench, the peer with the highest RPS of the same Load,
+	// and VsBestPeer this phase's ratios to it (sessiongate only). Target is the
+	// VsBestPeer.RPS that issue 11 aims at: TargetKeepAliveTLS or TargetHandshake.
+	BestPeer   string  `json:"best_peer,omitempty"`
+	VsBestPeer *Ratios `json:"vs_best_peer,omitempty"`
+	Target     float64 `json:"target_rps_ratio,omitempty"`
 
 	hist    *hdrhistogram.Histogram // latencies of the answered requests
 	cpu     time.Duration           // CPU time of CPUScope
 	mallocs uint64                  // heap allocations, when measured
+}
+
+// label names the phase in messages: its name, and its load in the TLS bench.
+func (p *Phase) label() string {
+	if p.Load == "" {
+		return p.Name
+	}
+	return p.Name + " " + p.Load
 }
 
 // summarize computes the phase's figures from its histogram, counts and time.
@@ -110,6 +133,7 @@ func (p *Phase) merge(q Phase) {
 	}
 	p.StickyViolations += q.StickyViolations
 	p.MemberForeign += q.MemberForeign
+	p.Handshakes += q.Handshakes
 	p.cpu += q.cpu
 	p.mallocs += q.mallocs
 	p.summarize()
@@ -136,6 +160,10 @@ func ratios(p, ref *Phase) *Ratios {
 }
 
 func (r *Report) computeRatios() {
+	if r.TLS {
+		r.computeBestPeerRatios()
+		return
+	}
 	direct := r.Phase("direct")
 	haproxy := r.Phase("haproxy")
 	for i := range r.Phases {
@@ -149,10 +177,45 @@ func (r *Report) computeRatios() {
 	}
 }
 
-// Phase returns the phase named name, or nil.
+// computeBestPeerRatios sets, for each load, sessiongate's ratios to the peer with
+// the highest RPS of that load.
+func (r *Report) computeBestPeerRatios() {
+	for i := range r.Phases {
+		p := &r.Phases[i]
+		if p.Name != "sessiongate" {
+			continue
+		}
+		var best *Phase
+		for j := range r.Phases {
+			q := &r.Phases[j]
+			if q.Name != "sessiongate" && q.Name != "direct" && q.Load == p.Load && (best == nil || q.RPS > best.RPS) {
+				best = q
+			}
+		}
+		p.Target = TargetKeepAliveTLS
+		if p.Load == LoadHandshake {
+			p.Target = TargetHandshake
+		}
+		if best != nil {
+			p.BestPeer, p.VsBestPeer = best.Name, ratios(p, best)
+		}
+	}
+}
+
+// Phase returns the phase named name, or nil; in the TLS bench, its first Load.
 func (r *Report) Phase(name string) *Phase {
 	for i := range r.Phases {
 		if r.Phases[i].Name == name {
+			return &r.Phases[i]
+		}
+	}
+	return nil
+}
+
+// PhaseLoad returns the phase named name with that Load, or nil.
+func (r *Report) PhaseLoad(name, load string) *Phase {
+	for i := range r.Phases {
+		if r.Phases[i].Name == name && r.Phases[i].Load == load {
 			return &r.Phases[i]
 		}
 	}
@@ -177,8 +240,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Requests > 0 {
 		bound = fmt.Sprintf("%s / %d requests", r.Duration, r.Requests)
 	}
-	fmt.Fprintf(&b, "sessiongate bench: %d sessions (%s), %d conns, %s, %s per phase (warm-up %s), %d members, gateway %s",
-		r.Sessions, r.Mix, r.Conns, loop, bound, r.Warmup, r.Members, r.Mode)
+	title := "sessiongate bench"
+	if r.TLS {
+		title = "sessiongate bench -tls"
+	}
+	fmt.Fprintf(&b, "%s: %d sessions (%s), %d conns, %s, %s per phase (warm-up %s), %d members, gateway %s",
+		title, r.Sessions, r.Mix, r.Conns, loop, bound, r.Warmup, r.Members, r.Mode)
 	if r.Rounds > 1 {
 		fmt.Fprintf(&b, ", %d interleaved rounds merged", r.Rounds)
 	}
@@ -190,6 +257,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "\nmachine: %s, bench process on %d CPUs (GOMAXPROCS %d), %s %s/%s\n\n", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch)
 	rows := [][]string{{"path", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors", "sticky viol.", "CPU/req", "allocs/req"}}
+	if r.TLS {
+		rows[0] = slices.Insert(rows[0], 1, "load")
+		rows[0] = slices.Insert(rows[0], 10, "handshakes")
+	}
 	for _, p := range r.Phases {
 		cpu := "-"
 		if p.CPUPerRequest > 0 {
@@ -202,11 +273,37 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if p.AllocsPerRequest > 0 {
 			allocs = fmt.Sprintf("%.1f*", p.AllocsPerRequest)
 		}
-		rows = append(rows, []string{p.Name, fmt.Sprintf("%.0f", p.RPS), fmtDur(p.P50), fmtDur(p.P90), fmtDur(p.P99), fmtDur(p.P999), fmtDur(p.Max),
-			fmt.Sprint(p.ErrorCount), fmt.Sprint(p.StickyViolations), cpu, allocs})
+		row := []string{p.Name, fmt.Sprintf("%.0f", p.RPS), fmtDur(p.P50), fmtDur(p.P90), fmtDur(p.P99), fmtDur(p.P999), fmtDur(p.Max),
+			fmt.Sprint(p.ErrorCount), fmt.Sprint(p.StickyViolations), cpu, allocs}
+		if r.TLS {
+			row = slices.Insert(row, 1, p.Load)
+			row = slices.Insert(row, 10, fmt.Sprint(p.Handshakes))
+		}
+		rows = append(rows, row)
 	}
 	writeRows(&b, rows)
 	b.WriteString("\n")
+	if r.TLS {
+		b.WriteString("handshake: every request on a new TLS 1.3 connection (full handshake, no resumption): req/s is handshakes/s, CPU/req is CPU per handshake and its request\n")
+	}
+	for _, p := range r.Phases {
+		if p.VsBestPeer == nil {
+			continue
+		}
+		what, met := "req/s", "met"
+		if p.Load == LoadHandshake {
+			what = "handshakes/s"
+		}
+		if p.VsBestPeer.RPS < p.Target {
+			met = "missed"
+		}
+		fmt.Fprintf(&b, "%s/%s %s (best peer): %s %.2f (target >= %.2f: %s), p50 %.2fx, p99 %.2fx",
+			p.Name, p.BestPeer, p.Load, what, p.VsBestPeer.RPS, p.Target, met, p.VsBestPeer.P50, p.VsBestPeer.P99)
+		if p.VsBestPeer.CPU > 0 {
+			fmt.Fprintf(&b, ", CPU/req %.2fx", p.VsBestPeer.CPU)
+		}
+		b.WriteString("\n")
+	}
 	for _, p := range r.Phases {
 		for _, ref := range []struct {
 			name string
@@ -229,7 +326,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			fmt.Fprintf(&b, "%s errors:", p.Name)
+			fmt.Fprintf(&b, "%s errors:", p.label())
 			for _, k := range keys {
 				fmt.Fprintf(&b, " %s=%d", k, p.Errors[k])
 			}
@@ -283,10 +380,10 @@ func (r *Report) Gate(minRatio float64) []string {
 			continue
 		}
 		if p.ErrorCount > 0 {
-			out = append(out, fmt.Sprintf("%s: %d errors %v", p.Name, p.ErrorCount, p.Errors))
+			out = append(out, fmt.Sprintf("%s: %d errors %v", p.label(), p.ErrorCount, p.Errors))
 		}
 		if p.StickyViolations > 0 {
-			out = append(out, fmt.Sprintf("%s: %d sticky violations", p.Name, p.StickyViolations))
+			out = append(out, fmt.Sprintf("%s: %d sticky violations", p.label(), p.StickyViolations))
 		}
 		if p.Name == "sessiongate" && minRatio > 0 {
 			switch {

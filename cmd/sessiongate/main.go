@@ -169,7 +169,9 @@ const benchUsage = `Usage: sessiongate bench [flags]
 Starts members on loopback and measures, in one run, requests sent straight to one
 member, through sessiongate and through each peer; every response is checked for
 stickiness. Prints a table, or JSON with -json. With -memory, measures instead the
-heap and RSS per learned session of the session cache.
+heap and RSS per learned session of the session cache. With -tls, sessiongate and the
+peers terminate TLS 1.3 with one certificate made for the run, and each is measured
+with keep-alive HTTPS and with one new TLS handshake per request, against the best peer.
 
 `
 
@@ -204,6 +206,7 @@ func runBench(args []string) int {
 	fs.IntVar(&o.Rounds, "rounds", 1, "measure the phases this many times, interleaved, and merge each path's rounds")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "run the gateway with reuseport: true (one SO_REUSEPORT listener per CPU)")
 	fs.StringVar(&o.Taskset, "taskset", "", "pin child processes to these CPUs (taskset -c LIST)")
+	fs.BoolVar(&o.TLS, "tls", false, "TLS 1.3 on sessiongate and the peers: keep-alive HTTPS and new handshakes per second, no direct phase")
 	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	minRatio := fs.Float64("min-ratio", 0, "fail (exit 1) when sessiongate/direct req/s is below this (the CI gate); 0 = not checked")
@@ -218,6 +221,10 @@ func runBench(args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if o.TLS && (*memory || *target != "" || *minRatio > 0) {
+		fmt.Fprintln(os.Stderr, "sessiongate bench: -tls does not combine with -memory, -target (give it an https URL) or -min-ratio (no direct phase)")
 		return 2
 	}
 	if *memory {
