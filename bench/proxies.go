@@ -70,14 +70,15 @@ func startGateway(o Options, members []*demo.Member, addrs []string, certs *cert
 		return startGatewayChild(o, members, addrs, certs)
 	}
 	cfg := gatewayConfig("127.0.0.1:0", o.ReusePort, members, addrs)
+	want := ""
 	if certs != nil {
 		// The TLS listener is configured as a user would write it, so the bench
 		// depends on the file format only.
-		addr, err := freeAddr()
-		if err != nil {
+		var err error
+		if want, err = freeAddr(); err != nil {
 			return nil, err
 		}
-		if cfg, err = config.Parse(gatewayYAML(addr, o.ReusePort, members, addrs, certs)); err != nil {
+		if cfg, err = config.Parse(gatewayYAML(want, o.ReusePort, members, addrs, certs)); err != nil {
 			return nil, fmt.Errorf("bench: generated gateway config: %w", err)
 		}
 	}
@@ -89,6 +90,10 @@ func startGateway(o Options, members []*demo.Member, addrs []string, certs *cert
 	if err != nil {
 		_ = s.Shutdown(time.Second)
 		return nil, fmt.Errorf("bench: gateway: %w", err)
+	}
+	if want != "" && (len(lns) == 0 || lns[0].Addr().String() != want) {
+		_ = s.Shutdown(time.Second)
+		return nil, fmt.Errorf("bench: gateway: the TLS listener %s was not opened (listeners not served)", want)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(lns, nil) }()

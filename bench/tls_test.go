@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/internal/demo"
 )
 
@@ -311,5 +312,42 @@ func TestRunTLSPeers(t *testing.T) {
 				t.Errorf("%s %s: %d requests, errors %v, sticky violations %d", name, load, p.Requests, p.Errors, p.StickyViolations)
 			}
 		}
+	}
+}
+
+// The gateway's TLS configuration file means what the bench intends: one TLS 1.3
+// listener with the bench certificate, HTTP/2 off, the plain listen shorthand unused,
+// and the same members as the plain bench.
+func TestGatewayTLSYAML(t *testing.T) {
+	certs, err := newCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := []*demo.Member{{ID: "n1", Route: "n1"}, {ID: "n2", Route: "n2"}}
+	addrs := []string{"127.0.0.1:9001", "127.0.0.1:9002"}
+	yml := gatewayYAML("127.0.0.1:8443", false, members, addrs, certs)
+	cfg, err := config.Parse(yml)
+	if err != nil {
+		t.Fatalf("config.Parse: %v\n%s", err, yml)
+	}
+	if len(cfg.Listeners) != 1 {
+		t.Fatalf("%d listeners, want 1\n%s", len(cfg.Listeners), yml)
+	}
+	l := cfg.Listeners[0]
+	if l.Address != "127.0.0.1:8443" || l.HTTP2 || l.ProxyProtocol || l.TLS == nil {
+		t.Fatalf("listener %+v, want 127.0.0.1:8443 with TLS, no HTTP/2, no PROXY protocol", l)
+	}
+	if l.TLS.MinVersion != "1.3" || len(l.TLS.Certificates) != 1 || l.TLS.Certificates[0] != (config.Certificate{CertFile: certs.Cert, KeyFile: certs.Key}) {
+		t.Errorf("listener TLS %+v, want min_version 1.3 and the certificate %s, %s", *l.TLS, certs.Cert, certs.Key)
+	}
+	plain, err := config.Parse(gatewayYAML("127.0.0.1:8080", false, members, addrs, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plain.Listeners) != 0 || plain.Listen != "127.0.0.1:8080" {
+		t.Errorf("plain: listen %q, %d listeners; want 127.0.0.1:8080 and none", plain.Listen, len(plain.Listeners))
+	}
+	if len(cfg.TargetGroups) != 1 || len(cfg.TargetGroups[0].Members) != 2 || cfg.TargetGroups[0].Members[1].Address != addrs[1] {
+		t.Errorf("target groups %+v, want one group with the two members", cfg.TargetGroups)
 	}
 }
