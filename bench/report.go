@@ -72,6 +72,10 @@ type Phase struct {
 	Handshakes int64 `json:"handshakes,omitempty"`
 	// CPUPerRequest is CPU time (user+system) per request of CPUScope.
 	CPUPerRequest time.Duration `json:"cpu_per_request_ns,omitempty"`
+	// CPUCores is CPU time of CPUScope per second of the phase: 1 is one core busy the
+	// whole time. A proxy below its cores was not the bottleneck, and its rate is the
+	// load generator's; compare CPUPerRequest then.
+	CPUCores float64 `json:"cpu_cores,omitempty"`
 	// CPUScope is "proxy process" (child process, /proc) or "bench process" (in-process:
 	// load generator, members and gateway together; getrusage).
 	CPUScope string `json:"cpu_scope,omitempty"`
@@ -113,9 +117,10 @@ func (p *Phase) summarize() {
 	p.P99 = time.Duration(p.hist.ValueAtQuantile(99))
 	p.P999 = time.Duration(p.hist.ValueAtQuantile(99.9))
 	p.Max = time.Duration(p.hist.Max())
-	p.CPUPerRequest, p.AllocsPerRequest = 0, 0
+	p.CPUPerRequest, p.AllocsPerRequest, p.CPUCores = 0, 0, 0
 	if p.Requests > 0 && p.cpu > 0 {
 		p.CPUPerRequest = p.cpu / time.Duration(p.Requests)
+		p.CPUCores = p.cpu.Seconds() / p.Seconds
 	}
 	if p.Requests > 0 && p.mallocs > 0 {
 		p.AllocsPerRequest = float64(p.mallocs) / float64(p.Requests)
@@ -260,6 +265,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.TLS {
 		rows[0] = slices.Insert(rows[0], 1, "load")
 		rows[0] = slices.Insert(rows[0], 10, "handshakes")
+		rows[0] = slices.Insert(rows[0], 11, "CPU cores")
 	}
 	for _, p := range r.Phases {
 		cpu := "-"
@@ -277,7 +283,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Sprint(p.ErrorCount), fmt.Sprint(p.StickyViolations), cpu, allocs}
 		if r.TLS {
 			row = slices.Insert(row, 1, p.Load)
+			cores := "-"
+			if p.CPUCores > 0 {
+				cores = fmt.Sprintf("%.2f", p.CPUCores)
+				if p.CPUScope == "bench process" {
+					cores += "*"
+				}
+			}
 			row = slices.Insert(row, 10, fmt.Sprint(p.Handshakes))
+			row = slices.Insert(row, 11, cores)
 		}
 		rows = append(rows, row)
 	}
@@ -285,6 +299,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	b.WriteString("\n")
 	if r.TLS {
 		b.WriteString("handshake: every request on a new TLS 1.3 connection (full handshake, no resumption): req/s is handshakes/s, CPU/req is CPU per handshake and its request\n")
+		b.WriteString("CPU cores: the proxy's CPU per second; below the cores it may use, the load generator set the rate, so compare CPU/req\n")
 	}
 	for _, p := range r.Phases {
 		if p.VsBestPeer == nil {
