@@ -237,6 +237,45 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteTable writes the human table: one row per phase, then the ratios and notes.
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
+	b.WriteString(r.heading())
+	b.WriteString("\n\n")
+	writeRows(&b, r.rows())
+	b.WriteString("\n")
+	for _, l := range r.trailer() {
+		b.WriteString(l)
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteMarkdown writes the table of WriteTable as Markdown, for docs/performance.md: the
+// heading as a paragraph, the rows as a table, the ratios and notes as a list.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	esc := strings.NewReplacer("*", `\*`, "|", `\|`).Replace // the in-process marks are not emphasis
+	b.WriteString(strings.ReplaceAll(esc(r.heading()), "\n", "  \n"))
+	b.WriteString("\n\n")
+	for i, row := range r.rows() {
+		for _, c := range row {
+			b.WriteString("| " + esc(c) + " ")
+		}
+		b.WriteString("|\n")
+		if i == 0 {
+			b.WriteString(strings.Repeat("| --- ", len(row)) + "|\n")
+		}
+	}
+	b.WriteString("\n")
+	for _, l := range r.trailer() {
+		b.WriteString("- " + esc(l) + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// heading is the run's parameters and machine, two lines.
+func (r *Report) heading() string {
+	var b strings.Builder
 	loop := "closed loop"
 	if r.Rate > 0 {
 		loop = fmt.Sprintf("open loop %.0f req/s", r.Rate)
@@ -260,12 +299,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Taskset != "" {
 		fmt.Fprintf(&b, ", taskset %s", r.Taskset)
 	}
-	fmt.Fprintf(&b, "\nmachine: %s, bench process on %d CPUs (GOMAXPROCS %d), %s %s/%s\n\n", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch)
+	fmt.Fprintf(&b, "\nmachine: %s, bench process on %d CPUs (GOMAXPROCS %d), %s %s/%s", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch)
+	return b.String()
+}
+
+// rows are the table's header and one row per phase; the TLS bench adds its load, the
+// handshakes and the CPU cores.
+func (r *Report) rows() [][]string {
 	rows := [][]string{{"path", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors", "sticky viol.", "CPU/req", "allocs/req"}}
 	if r.TLS {
 		rows[0] = slices.Insert(rows[0], 1, "load")
-		rows[0] = slices.Insert(rows[0], 10, "handshakes")
-		rows[0] = slices.Insert(rows[0], 11, "CPU cores")
+		rows[0] = slices.Insert(rows[0], 10, "handshakes", "CPU cores")
 	}
 	for _, p := range r.Phases {
 		cpu := "-"
@@ -282,7 +326,6 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row := []string{p.Name, fmt.Sprintf("%.0f", p.RPS), fmtDur(p.P50), fmtDur(p.P90), fmtDur(p.P99), fmtDur(p.P999), fmtDur(p.Max),
 			fmt.Sprint(p.ErrorCount), fmt.Sprint(p.StickyViolations), cpu, allocs}
 		if r.TLS {
-			row = slices.Insert(row, 1, p.Load)
 			cores := "-"
 			if p.CPUCores > 0 {
 				cores = fmt.Sprintf("%.2f", p.CPUCores)
@@ -290,16 +333,22 @@ func (r *Report) WriteTable(w io.Writer) error {
 					cores += "*"
 				}
 			}
-			row = slices.Insert(row, 10, fmt.Sprint(p.Handshakes))
-			row = slices.Insert(row, 11, cores)
+			row = slices.Insert(row, 1, p.Load)
+			row = slices.Insert(row, 10, fmt.Sprint(p.Handshakes), cores)
 		}
 		rows = append(rows, row)
 	}
-	writeRows(&b, rows)
-	b.WriteString("\n")
+	return rows
+}
+
+// trailer is what follows the table, a line each: what the TLS columns mean, the
+// ratios, the errors by kind, the notes.
+func (r *Report) trailer() []string {
+	var out []string
 	if r.TLS {
-		b.WriteString("handshake: every request on a new TLS 1.3 connection (full handshake, no resumption): req/s is handshakes/s, CPU/req is CPU per handshake and its request\n")
-		b.WriteString("CPU cores: the proxy's CPU per second; below the cores it may use, the load generator set the rate, so compare CPU/req\n")
+		out = append(out,
+			"handshake: every request on a new TLS 1.3 connection (full handshake, no resumption): req/s is handshakes/s, CPU/req is CPU per handshake and its request",
+			"CPU cores: the proxy's CPU per second; below the cores it may use, the load generator set the rate, so compare CPU/req")
 	}
 	for _, p := range r.Phases {
 		if p.VsBestPeer == nil {
@@ -312,12 +361,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if p.VsBestPeer.RPS < p.Target {
 			met = "missed"
 		}
-		fmt.Fprintf(&b, "%s/%s %s (best peer): %s %.2f (target >= %.2f: %s), p50 %.2fx, p99 %.2fx",
+		l := fmt.Sprintf("%s/%s %s (best peer): %s %.2f (target >= %.2f: %s), p50 %.2fx, p99 %.2fx",
 			p.Name, p.BestPeer, p.Load, what, p.VsBestPeer.RPS, p.Target, met, p.VsBestPeer.P50, p.VsBestPeer.P99)
 		if p.VsBestPeer.CPU > 0 {
-			fmt.Fprintf(&b, ", CPU/req %.2fx", p.VsBestPeer.CPU)
+			l += fmt.Sprintf(", CPU/req %.2fx", p.VsBestPeer.CPU)
 		}
-		b.WriteString("\n")
+		out = append(out, l)
 	}
 	for _, p := range r.Phases {
 		for _, ref := range []struct {
@@ -327,11 +376,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if ref.r == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "%s/%s: req/s %.2f, p50 %.2fx, p99 %.2fx", p.Name, ref.name, ref.r.RPS, ref.r.P50, ref.r.P99)
+			l := fmt.Sprintf("%s/%s: req/s %.2f, p50 %.2fx, p99 %.2fx", p.Name, ref.name, ref.r.RPS, ref.r.P50, ref.r.P99)
 			if ref.r.CPU > 0 {
-				fmt.Fprintf(&b, ", CPU/req %.2fx", ref.r.CPU)
+				l += fmt.Sprintf(", CPU/req %.2fx", ref.r.CPU)
 			}
-			b.WriteString("\n")
+			out = append(out, l)
 		}
 	}
 	for _, p := range r.Phases {
@@ -341,18 +390,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			fmt.Fprintf(&b, "%s errors:", p.label())
+			l := p.label() + " errors:"
 			for _, k := range keys {
-				fmt.Fprintf(&b, " %s=%d", k, p.Errors[k])
+				l += fmt.Sprintf(" %s=%d", k, p.Errors[k])
 			}
-			b.WriteString("\n")
+			out = append(out, l)
 		}
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(&b, "note: %s\n", n)
+		out = append(out, "note: "+n)
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return out
 }
 
 func writeRows(b *strings.Builder, rows [][]string) {

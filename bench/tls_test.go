@@ -286,6 +286,20 @@ func TestBestPeerRatios(t *testing.T) {
 			t.Errorf("WriteTable does not contain %q:\n%s", want, b.String())
 		}
 	}
+	b.Reset()
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| path | load | req/s | p50 |",
+		"| --- | --- |",
+		"| sessiongate | handshake | 170 |",
+		"- sessiongate/haproxy handshake (best peer): handshakes/s 0.85",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("WriteMarkdown does not contain %q:\n%s", want, b.String())
+		}
+	}
 }
 
 // A TLS run with HAProxy and NGINX when installed: both loads of each, without

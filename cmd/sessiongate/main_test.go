@@ -213,13 +213,15 @@ func TestBenchChildJSON(t *testing.T) {
 	}
 }
 
-// -tls has no direct phase and no memory or target mode: the combinations are usage
-// errors (exit 2), refused before anything starts.
+// -tls has no direct phase and no memory or target mode, and a report has one format:
+// the combinations are usage errors (exit 2), refused before anything starts.
 func TestBenchTLSUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"-tls", "-min-ratio", "0.4"},
 		{"-tls", "-memory"},
 		{"-tls", "-target", "https://127.0.0.1:1/"},
+		{"-markdown", "-json"},
+		{"-markdown", "-memory"},
 	} {
 		if got := runBench(args); got != 2 {
 			t.Errorf("runBench(%q) = %d, want 2", args, got)
