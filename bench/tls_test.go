@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,7 +304,7 @@ func TestBestPeerRatios(t *testing.T) {
 }
 
 // A TLS run with HAProxy and NGINX when installed: both loads of each, without
-// errors, and HAProxy keeps every session.
+// errors, HAProxy keeps every session, and sessiongate has its ratios to the best peer.
 func TestRunTLSPeers(t *testing.T) {
 	o := shortOptions()
 	o.TLS = true
@@ -325,6 +326,12 @@ func TestRunTLSPeers(t *testing.T) {
 			if p.Requests == 0 || p.ErrorCount != 0 || name == "haproxy" && p.StickyViolations != 0 {
 				t.Errorf("%s %s: %d requests, errors %v, sticky violations %d", name, load, p.Requests, p.Errors, p.StickyViolations)
 			}
+		}
+	}
+	for _, load := range []string{LoadKeepAlive, LoadHandshake} {
+		p := r.PhaseLoad("sessiongate", load)
+		if p == nil || p.VsBestPeer == nil || !slices.Contains(o.Peers, p.BestPeer) {
+			t.Errorf("sessiongate %s: %+v, want ratios to one of %q", load, p, o.Peers)
 		}
 	}
 }
@@ -363,5 +370,40 @@ func TestGatewayTLSYAML(t *testing.T) {
 	}
 	if len(cfg.TargetGroups) != 1 || len(cfg.TargetGroups[0].Members) != 2 || cfg.TargetGroups[0].Members[1].Address != addrs[1] {
 		t.Errorf("target groups %+v, want one group with the two members", cfg.TargetGroups)
+	}
+}
+
+// The gateway behind its TLS listener, in-process: both loads clean, connections kept
+// in keep-alive, one handshake per request in handshake, and TLS 1.3 negotiated.
+func TestRunTLSGateway(t *testing.T) {
+	o := shortOptions()
+	o.TLS = true
+	o.Duration, o.Requests = time.Minute, 300
+	r := run(t, o)
+	for _, load := range []string{LoadKeepAlive, LoadHandshake} {
+		p := r.PhaseLoad("sessiongate", load)
+		if p == nil {
+			t.Fatalf("no phase sessiongate %s; notes %q", load, r.Notes)
+		}
+		if p.Requests < o.Requests || p.ErrorCount != 0 || p.StickyViolations != 0 || p.MemberForeign != 0 {
+			t.Errorf("sessiongate %s: %d requests, errors %v, sticky violations %d, member foreign %d; want %d, none", load, p.Requests, p.Errors, p.StickyViolations, p.MemberForeign, o.Requests)
+		}
+		want := int64(0)
+		if load == LoadHandshake {
+			want = p.Requests
+		}
+		if d := p.Handshakes - want; d < -int64(o.Conns) || d > int64(o.Conns) {
+			t.Errorf("sessiongate %s: %d handshakes for %d requests, want about %d", load, p.Handshakes, p.Requests, want)
+		}
+		if p.VsBestPeer != nil || p.Target == 0 {
+			t.Errorf("sessiongate %s: ratios %+v with no peer, target %v", load, p.VsBestPeer, p.Target)
+		}
+	}
+	found := false
+	for _, n := range r.Notes {
+		found = found || strings.HasPrefix(n, "sessiongate: TLS 1.3, ") && strings.HasSuffix(n, "TLS 1.2 refused")
+	}
+	if !found {
+		t.Errorf("notes %q, want sessiongate's negotiated TLS 1.3 and TLS 1.2 refused", r.Notes)
 	}
 }
