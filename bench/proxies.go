@@ -249,10 +249,14 @@ func startPeer(name string, o Options, members []*demo.Member, addrs []string, c
 // members write themselves, so it is not used. With certs the frontend terminates
 // TLS 1.3 only, ALPN http/1.1; the members stay plain HTTP. HAProxy prefers its own
 // cipher order, AES-256 first; ciphersuites puts AES-128-GCM first, which NGINX (the
-// client's order) and Go servers choose, so that all proxies encrypt alike.
+// client's order) and Go servers choose, so that all proxies encrypt alike. And
+// `http-reuse always`: by default (safe) the first request of each client connection
+// opens a new member connection, which with one request per TLS connection would
+// measure member connects that the gateway and NGINX (keepalive) do not make.
 func haproxyConfig(listen string, members []*demo.Member, addrs []string, certs *certFiles) []byte {
-	bind := listen
+	bind, reuse := listen, ""
 	if certs != nil {
+		reuse = "    http-reuse always\n"
 		bind += " ssl crt " + certs.CertKey + " ssl-min-ver TLSv1.3 alpn http/1.1" +
 			" ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 	}
@@ -274,7 +278,7 @@ frontend bench
 backend bench
     balance roundrobin
     stick-table type string len 64 size 1m expire 30m
-`, bind)
+%s`, bind, reuse)
 	for _, m := range members {
 		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m reg ^0000[^:]*:%s(:|$) }\n", m.ID, m.Route)
 		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m end .%s }\n", m.ID, m.Route)
