@@ -10,7 +10,7 @@ DOCDIR ?= $(PREFIX)/share/doc/sessiongate
 UNITDIR ?= /etc/systemd/system
 IMAGE ?= sessiongate:latest
 
-.PHONY: all build install docker run test fmt-check vet race allocs fuzz bench loadbench bench-gate clean
+.PHONY: all build install docker run test fmt-check vet race allocs fuzz bench loadbench bench-gate bench-tls clean
 
 all: build
 
@@ -72,6 +72,18 @@ bench:
 # Direct, sessiongate and (when installed) HAProxy and NGINX in one run; see docs/performance.md.
 loadbench:
 	$(GO) run ./cmd/sessiongate bench -duration 10s -peers haproxy,nginx
+
+# The TLS bench (docs/performance.md): sessiongate, HAProxy and NGINX terminating TLS 1.3,
+# keep-alive HTTPS and one new handshake per request, in interleaved rounds; in the
+# pinned layout of bench-gate when there are two CPUs and taskset. It reports the ratios
+# to the best peer and fails only on errors or sticky violations (NGINX's excepted).
+BENCH_TLS_ARGS ?= -rounds 3 -duration 4s -warmup 1s -sessions 2000 -conns 16
+bench-tls: build
+	@if [ "$$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then \
+	  taskset -c 1 bin/sessiongate bench -tls $(BENCH_TLS_ARGS) -mode child -taskset 0 -peers haproxy,nginx; \
+	else \
+	  bin/sessiongate bench -tls $(BENCH_TLS_ARGS) -mode child -peers haproxy,nginx; \
+	fi
 
 clean:
 	rm -rf bin

@@ -3,12 +3,14 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -99,6 +101,11 @@ type load struct {
 	members  []*demo.Member
 	sessions []*session
 	name     string
+	// tls, if set, is the load generator's TLS: each connection handshakes in
+	// tlsDialer.dial. loadKind is the phase's Load; with LoadHandshake every request
+	// asks for Connection: close, so each is sent on a new TLS connection.
+	tls      *tls.Config
+	loadKind string
 
 	measuring atomic.Bool
 	stop      atomic.Bool
@@ -120,7 +127,7 @@ func newHist() *hdrhistogram.Histogram {
 // run drives the phase: warm-up, then measurement until Duration or Requests. measure
 // is called when measurement starts and again when it ends.
 func (l *load) run(ctx context.Context, onMeasure func(start bool)) (Phase, error) {
-	ph := Phase{Name: l.name, Errors: map[string]int64{}}
+	ph := Phase{Name: l.name, Load: l.loadKind, Errors: map[string]int64{}}
 	conns := l.opts.Conns
 	hc := &fasthttp.HostClient{
 		Addr:                      l.addr,
@@ -129,6 +136,11 @@ func (l *load) run(ctx context.Context, onMeasure func(start bool)) (Phase, erro
 		WriteTimeout:              10 * time.Second,
 		MaxIdemponentCallAttempts: 1,
 		DisablePathNormalizing:    true,
+	}
+	var dialer *tlsDialer
+	if l.tls != nil {
+		dialer = &tlsDialer{cfg: l.tls, timeout: 10 * time.Second, measuring: &l.measuring}
+		hc.Dial = dialer.dial
 	}
 	defer hc.CloseIdleConnections()
 	results := make([]workerResult, conns)
@@ -202,6 +214,13 @@ wait:
 		}
 		ph.StickyViolations += r.violations
 	}
+	if dialer != nil {
+		ph.Handshakes = dialer.handshakes.Load()
+		if n := dialer.resumed.Load(); n > 0 {
+			ph.Errors["tls_resumed"] += n // a bug of the bench: handshake figures would be too good
+			ph.ErrorCount += n
+		}
+	}
 	ph.hist = hist
 	ph.Seconds = elapsed.Seconds()
 	ph.summarize()
@@ -236,8 +255,8 @@ func (l *load) progress(begin time.Time) func() {
 				if l.measuring.Load() {
 					state = "measure"
 				}
-				fmt.Fprintf(l.opts.Progress, "\r%-12s %-7s %6.1fs %10.0f req/s  errors %d   ",
-					l.name, state, now.Sub(begin).Seconds(), float64(n-last)/now.Sub(lastT).Seconds(), l.errs.Load())
+				fmt.Fprintf(l.opts.Progress, "\r%-22s %-7s %6.1fs %10.0f req/s  errors %d   ",
+					strings.TrimSpace(l.name+" "+l.loadKind), state, now.Sub(begin).Seconds(), float64(n-last)/now.Sub(lastT).Seconds(), l.errs.Load())
 				last, lastT = n, now
 			}
 		}
@@ -252,6 +271,9 @@ func (l *load) worker(hc *fasthttp.HostClient, sessions []*session, next time.Ti
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI("/fb/account/summary?x=1")
 	req.Header.SetHost("app.example.com")
+	if l.loadKind == LoadHandshake {
+		req.SetConnectionClose()
+	}
 	var cookie fasthttp.Cookie
 	for i := 0; !l.stop.Load(); i++ {
 		s := sessions[i%len(sessions)]
@@ -350,5 +372,5 @@ func phaseLine(w io.Writer, ph *Phase) {
 		return
 	}
 	fmt.Fprintf(w, "bench: %s: %.1fs, %d requests, %.0f req/s, p99 %s, errors %d, sticky violations %d\n",
-		ph.Name, ph.Seconds, ph.Requests, ph.RPS, fmtDur(ph.P99), ph.ErrorCount, ph.StickyViolations)
+		ph.label(), ph.Seconds, ph.Requests, ph.RPS, fmtDur(ph.P99), ph.ErrorCount, ph.StickyViolations)
 }

@@ -55,6 +55,12 @@ type Options struct {
 	// ReusePort runs the gateway with `reuseport: true`: one SO_REUSEPORT listener per
 	// CPU instead of one listener served by fasthttp's worker pool.
 	ReusePort bool
+	// TLS runs the TLS bench instead (`sessiongate bench -tls`): sessiongate and the
+	// peers terminate TLS 1.3 with one certificate made for the run, the members stay
+	// plain HTTP, and each proxy is measured twice per round: keep-alive HTTPS
+	// (LoadKeepAlive) and one new TLS connection per request (LoadHandshake). There is
+	// no direct phase; sessiongate's ratios are to the best peer of each load.
+	TLS bool
 	// SwapMembers configures the gateway (and peers) with the members' addresses
 	// rotated against their route ids: a wrong configuration whose sticky violations
 	// the bench must see.

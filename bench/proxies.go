@@ -44,10 +44,18 @@ func gatewayConfig(listen string, reusePort bool, members []*demo.Member, addrs 
 	return &cfg
 }
 
-// gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`.
-func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []string) []byte {
+// gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`. With
+// certs it has instead one TLS 1.3 listener on listen serving that certificate, with
+// HTTP/2 off: the load generator speaks HTTP/1.1, and the peers offer only that.
+func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []string, certs *certFiles) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "listen: %q\nreuseport: %t\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", listen, reusePort)
+	if certs == nil {
+		fmt.Fprintf(&b, "listen: %q\n", listen)
+	} else {
+		fmt.Fprintf(&b, "listeners:\n  - address: %q\n    http2: false\n    tls:\n      certificates:\n        - {cert_file: %q, key_file: %q}\n      min_version: \"1.3\"\n",
+			listen, certs.Cert, certs.Key)
+	}
+	fmt.Fprintf(&b, "reuseport: %t\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", reusePort)
 	fmt.Fprintf(&b, "target_groups:\n  - name: bench\n    path_prefix: /\n    members:\n")
 	for i, m := range members {
 		fmt.Fprintf(&b, "      - id: %s\n        address: %q\n        route: %s\n", m.ID, addrs[i], m.Route)
@@ -55,11 +63,26 @@ func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []
 	return b.Bytes()
 }
 
-func startGateway(o Options, members []*demo.Member, addrs []string) (*proxy, error) {
+// startGateway starts the gateway in front of the members at addrs, in-process or as
+// a child (o.Mode); with certs, behind a TLS listener (see gatewayYAML).
+func startGateway(o Options, members []*demo.Member, addrs []string, certs *certFiles) (*proxy, error) {
 	if o.Mode == ModeChild {
-		return startGatewayChild(o, members, addrs)
+		return startGatewayChild(o, members, addrs, certs)
 	}
-	s, err := gateway.New(gatewayConfig("127.0.0.1:0", o.ReusePort, members, addrs), zerolog.Nop())
+	cfg := gatewayConfig("127.0.0.1:0", o.ReusePort, members, addrs)
+	want := ""
+	if certs != nil {
+		// The TLS listener is configured as a user would write it, so the bench
+		// depends on the file format only.
+		var err error
+		if want, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if cfg, err = config.Parse(gatewayYAML(want, o.ReusePort, members, addrs, certs)); err != nil {
+			return nil, fmt.Errorf("bench: generated gateway config: %w", err)
+		}
+	}
+	s, err := gateway.New(cfg, zerolog.Nop())
 	if err != nil {
 		return nil, fmt.Errorf("bench: gateway: %w", err)
 	}
@@ -67,6 +90,10 @@ func startGateway(o Options, members []*demo.Member, addrs []string) (*proxy, er
 	if err != nil {
 		_ = s.Shutdown(time.Second)
 		return nil, fmt.Errorf("bench: gateway: %w", err)
+	}
+	if want != "" && (len(lns) == 0 || lns[0].Addr().String() != want) {
+		_ = s.Shutdown(time.Second)
+		return nil, fmt.Errorf("bench: gateway: the TLS listener %s was not opened (listeners not served)", want)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(lns, nil) }()
@@ -76,7 +103,7 @@ func startGateway(o Options, members []*demo.Member, addrs []string) (*proxy, er
 	}}, nil
 }
 
-func startGatewayChild(o Options, members []*demo.Member, addrs []string) (*proxy, error) {
+func startGatewayChild(o Options, members []*demo.Member, addrs []string, certs *certFiles) (*proxy, error) {
 	dir, err := os.MkdirTemp("", "sessiongate-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -86,7 +113,7 @@ func startGatewayChild(o Options, members []*demo.Member, addrs []string) (*prox
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	yml := gatewayYAML(addr, o.ReusePort, members, addrs)
+	yml := gatewayYAML(addr, o.ReusePort, members, addrs, certs)
 	if _, err := config.Parse(yml); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("bench: generated gateway config: %w", err)
@@ -171,9 +198,9 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startPeer starts HAProxy or NGINX in front of the members. When the binary is not
-// installed it returns a nil proxy and a note saying so.
-func startPeer(name string, o Options, members []*demo.Member, addrs []string) (*proxy, string, error) {
+// startPeer starts HAProxy or NGINX in front of the members, with certs terminating
+// TLS 1.3. When the binary is not installed it returns a nil proxy and a note saying so.
+func startPeer(name string, o Options, members []*demo.Member, addrs []string, certs *certFiles) (*proxy, string, error) {
 	bin, err := exec.LookPath(name)
 	if err != nil {
 		return nil, name + ": not installed (not on PATH), skipped", nil
@@ -192,12 +219,12 @@ func startPeer(name string, o Options, members []*demo.Member, addrs []string) (
 	note := ""
 	switch name {
 	case "haproxy":
-		conf = haproxyConfig(addr, members, addrs)
+		conf = haproxyConfig(addr, members, addrs, certs)
 		file := filepath.Join(dir, "haproxy.cfg")
 		args = []string{"-db", "-f", file}
 		err = os.WriteFile(file, conf, 0o600)
 	case "nginx":
-		conf = nginxConfig(addr, dir, members, addrs)
+		conf = nginxConfig(addr, dir, members, addrs, certs)
 		file := filepath.Join(dir, "nginx.conf")
 		args = []string{"-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", file}
 		err = os.WriteFile(file, conf, 0o600)
@@ -219,8 +246,20 @@ func startPeer(name string, o Options, members []*demo.Member, addrs []string) (
 // jvmRoute (use-server on the JSESSIONID cookie); other keys stick to the member that
 // issued them (stick store-response on the Set-Cookie) or first served them (stick on
 // the request cookie). `cookie JSESSIONID prefix` would not read the routes the
-// members write themselves, so it is not used.
-func haproxyConfig(listen string, members []*demo.Member, addrs []string) []byte {
+// members write themselves, so it is not used. With certs the frontend terminates
+// TLS 1.3 only, ALPN http/1.1; the members stay plain HTTP. HAProxy prefers its own
+// cipher order, AES-256 first; ciphersuites puts AES-128-GCM first, which NGINX (the
+// client's order) and Go servers choose, so that all proxies encrypt alike. And
+// `http-reuse always`: by default (safe) the first request of each client connection
+// opens a new member connection, which with one request per TLS connection would
+// measure member connects that the gateway and NGINX (keepalive) do not make.
+func haproxyConfig(listen string, members []*demo.Member, addrs []string, certs *certFiles) []byte {
+	bind, reuse := listen, ""
+	if certs != nil {
+		reuse = "    http-reuse always\n"
+		bind += " ssl crt " + certs.CertKey + " ssl-min-ver TLSv1.3 alpn http/1.1" +
+			" ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `global
     maxconn 4096
@@ -239,7 +278,7 @@ frontend bench
 backend bench
     balance roundrobin
     stick-table type string len 64 size 1m expire 30m
-`, listen)
+%s`, bind, reuse)
 	for _, m := range members {
 		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m reg ^0000[^:]*:%s(:|$) }\n", m.ID, m.Route)
 		fmt.Fprintf(&b, "    use-server %s if { req.cook(JSESSIONID) -m end .%s }\n", m.ID, m.Route)
@@ -252,8 +291,13 @@ backend bench
 }
 
 // nginxConfig picks an upstream per route with a map of regexes on $cookie_JSESSIONID
-// and falls back to consistent hashing of the cookie.
-func nginxConfig(listen, dir string, members []*demo.Member, addrs []string) []byte {
+// and falls back to consistent hashing of the cookie. With certs the server terminates
+// TLS 1.3 only; the members stay plain HTTP.
+func nginxConfig(listen, dir string, members []*demo.Member, addrs []string, certs *certFiles) []byte {
+	server := "listen " + listen + ";"
+	if certs != nil {
+		server = "listen " + listen + " ssl;\n        ssl_protocols TLSv1.3;\n        ssl_certificate " + certs.Cert + ";\n        ssl_certificate_key " + certs.Key + ";"
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `daemon off;
 master_process off;
@@ -286,7 +330,7 @@ http {
 	fmt.Fprintf(&b, `        keepalive 64;
     }
     server {
-        listen %s;
+        %s
         keepalive_requests 1000000;
         location / {
             proxy_pass http://$sg_upstream;
@@ -296,6 +340,6 @@ http {
         }
     }
 }
-`, listen)
+`, server)
 	return b.Bytes()
 }

@@ -26,9 +26,11 @@ type Report struct {
 	// Rounds is how many times each path was measured (merged in its phase).
 	Rounds int `json:"rounds"`
 	// ReusePort: the gateway ran one SO_REUSEPORT listener per CPU.
-	ReusePort bool    `json:"reuseport,omitempty"`
-	Machine   Machine `json:"machine"`
-	Phases    []Phase `json:"phases"`
+	ReusePort bool `json:"reuseport,omitempty"`
+	// TLS: the TLS bench (Options.TLS); every phase has a Load.
+	TLS     bool    `json:"tls,omitempty"`
+	Machine Machine `json:"machine"`
+	Phases  []Phase `json:"phases"`
 	// Notes say what was skipped and what a figure includes.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -45,7 +47,11 @@ type Machine struct {
 
 // Phase is one measured path: direct, sessiongate, haproxy or nginx.
 type Phase struct {
-	Name       string           `json:"name"`
+	Name string `json:"name"`
+	// Load is "" in the plain bench. In the TLS bench it is LoadKeepAlive (HTTPS on
+	// kept connections) or LoadHandshake (each request on a new TLS connection, so
+	// RPS is handshakes per second and CPUPerRequest is CPU per handshake).
+	Load       string           `json:"load,omitempty"`
 	Requests   int64            `json:"requests"`
 	Seconds    float64          `json:"seconds"`
 	RPS        float64          `json:"rps"`
@@ -61,8 +67,15 @@ type Phase struct {
 	// MemberForeign counts requests members received with a session that is not theirs
 	// (warm-up included); it corroborates StickyViolations from the member side.
 	MemberForeign int64 `json:"member_foreign"`
+	// Handshakes counts the TLS handshakes of the load generator while measured: about
+	// Requests with LoadHandshake, and only reconnections with LoadKeepAlive.
+	Handshakes int64 `json:"handshakes,omitempty"`
 	// CPUPerRequest is CPU time (user+system) per request of CPUScope.
 	CPUPerRequest time.Duration `json:"cpu_per_request_ns,omitempty"`
+	// CPUCores is CPU time of CPUScope per second of the phase: 1 is one core busy the
+	// whole time. A proxy below its cores was not the bottleneck, and its rate is the
+	// load generator's; compare CPUPerRequest then.
+	CPUCores float64 `json:"cpu_cores,omitempty"`
 	// CPUScope is "proxy process" (child process, /proc) or "bench process" (in-process:
 	// load generator, members and gateway together; getrusage).
 	CPUScope string `json:"cpu_scope,omitempty"`
@@ -72,10 +85,24 @@ type Phase struct {
 	// VsDirect and VsHAProxy are this phase's ratios to those phases.
 	VsDirect  *Ratios `json:"vs_direct,omitempty"`
 	VsHAProxy *Ratios `json:"vs_haproxy,omitempty"`
+	// BestPeer is, in the TLS bench, the peer with the highest RPS of the same Load,
+	// and VsBestPeer this phase's ratios to it (sessiongate only). Target is the
+	// VsBestPeer.RPS that issue 11 aims at: TargetKeepAliveTLS or TargetHandshake.
+	BestPeer   string  `json:"best_peer,omitempty"`
+	VsBestPeer *Ratios `json:"vs_best_peer,omitempty"`
+	Target     float64 `json:"target_rps_ratio,omitempty"`
 
 	hist    *hdrhistogram.Histogram // latencies of the answered requests
 	cpu     time.Duration           // CPU time of CPUScope
 	mallocs uint64                  // heap allocations, when measured
+}
+
+// label names the phase in messages: its name, and its load in the TLS bench.
+func (p *Phase) label() string {
+	if p.Load == "" {
+		return p.Name
+	}
+	return p.Name + " " + p.Load
 }
 
 // summarize computes the phase's figures from its histogram, counts and time.
@@ -90,9 +117,10 @@ func (p *Phase) summarize() {
 	p.P99 = time.Duration(p.hist.ValueAtQuantile(99))
 	p.P999 = time.Duration(p.hist.ValueAtQuantile(99.9))
 	p.Max = time.Duration(p.hist.Max())
-	p.CPUPerRequest, p.AllocsPerRequest = 0, 0
+	p.CPUPerRequest, p.AllocsPerRequest, p.CPUCores = 0, 0, 0
 	if p.Requests > 0 && p.cpu > 0 {
 		p.CPUPerRequest = p.cpu / time.Duration(p.Requests)
+		p.CPUCores = p.cpu.Seconds() / p.Seconds
 	}
 	if p.Requests > 0 && p.mallocs > 0 {
 		p.AllocsPerRequest = float64(p.mallocs) / float64(p.Requests)
@@ -110,6 +138,7 @@ func (p *Phase) merge(q Phase) {
 	}
 	p.StickyViolations += q.StickyViolations
 	p.MemberForeign += q.MemberForeign
+	p.Handshakes += q.Handshakes
 	p.cpu += q.cpu
 	p.mallocs += q.mallocs
 	p.summarize()
@@ -136,6 +165,10 @@ func ratios(p, ref *Phase) *Ratios {
 }
 
 func (r *Report) computeRatios() {
+	if r.TLS {
+		r.computeBestPeerRatios()
+		return
+	}
 	direct := r.Phase("direct")
 	haproxy := r.Phase("haproxy")
 	for i := range r.Phases {
@@ -149,10 +182,45 @@ func (r *Report) computeRatios() {
 	}
 }
 
-// Phase returns the phase named name, or nil.
+// computeBestPeerRatios sets, for each load, sessiongate's ratios to the peer with
+// the highest RPS of that load.
+func (r *Report) computeBestPeerRatios() {
+	for i := range r.Phases {
+		p := &r.Phases[i]
+		if p.Name != "sessiongate" {
+			continue
+		}
+		var best *Phase
+		for j := range r.Phases {
+			q := &r.Phases[j]
+			if q.Name != "sessiongate" && q.Name != "direct" && q.Load == p.Load && (best == nil || q.RPS > best.RPS) {
+				best = q
+			}
+		}
+		p.Target = TargetKeepAliveTLS
+		if p.Load == LoadHandshake {
+			p.Target = TargetHandshake
+		}
+		if best != nil {
+			p.BestPeer, p.VsBestPeer = best.Name, ratios(p, best)
+		}
+	}
+}
+
+// Phase returns the phase named name, or nil; in the TLS bench, its first Load.
 func (r *Report) Phase(name string) *Phase {
 	for i := range r.Phases {
 		if r.Phases[i].Name == name {
+			return &r.Phases[i]
+		}
+	}
+	return nil
+}
+
+// PhaseLoad returns the phase named name with that Load, or nil.
+func (r *Report) PhaseLoad(name, load string) *Phase {
+	for i := range r.Phases {
+		if r.Phases[i].Name == name && r.Phases[i].Load == load {
 			return &r.Phases[i]
 		}
 	}
@@ -169,6 +237,45 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteTable writes the human table: one row per phase, then the ratios and notes.
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
+	b.WriteString(r.heading())
+	b.WriteString("\n\n")
+	writeRows(&b, r.rows())
+	b.WriteString("\n")
+	for _, l := range r.trailer() {
+		b.WriteString(l)
+		b.WriteString("\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteMarkdown writes the table of WriteTable as Markdown, for docs/performance.md: the
+// heading as a paragraph, the rows as a table, the ratios and notes as a list.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	esc := strings.NewReplacer("*", `\*`, "|", `\|`).Replace // the in-process marks are not emphasis
+	b.WriteString(strings.ReplaceAll(esc(r.heading()), "\n", "  \n"))
+	b.WriteString("\n\n")
+	for i, row := range r.rows() {
+		for _, c := range row {
+			b.WriteString("| " + esc(c) + " ")
+		}
+		b.WriteString("|\n")
+		if i == 0 {
+			b.WriteString(strings.Repeat("| --- ", len(row)) + "|\n")
+		}
+	}
+	b.WriteString("\n")
+	for _, l := range r.trailer() {
+		b.WriteString("- " + esc(l) + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// heading is the run's parameters and machine, two lines.
+func (r *Report) heading() string {
+	var b strings.Builder
 	loop := "closed loop"
 	if r.Rate > 0 {
 		loop = fmt.Sprintf("open loop %.0f req/s", r.Rate)
@@ -177,8 +284,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Requests > 0 {
 		bound = fmt.Sprintf("%s / %d requests", r.Duration, r.Requests)
 	}
-	fmt.Fprintf(&b, "sessiongate bench: %d sessions (%s), %d conns, %s, %s per phase (warm-up %s), %d members, gateway %s",
-		r.Sessions, r.Mix, r.Conns, loop, bound, r.Warmup, r.Members, r.Mode)
+	title := "sessiongate bench"
+	if r.TLS {
+		title = "sessiongate bench -tls"
+	}
+	fmt.Fprintf(&b, "%s: %d sessions (%s), %d conns, %s, %s per phase (warm-up %s), %d members, gateway %s",
+		title, r.Sessions, r.Mix, r.Conns, loop, bound, r.Warmup, r.Members, r.Mode)
 	if r.Rounds > 1 {
 		fmt.Fprintf(&b, ", %d interleaved rounds merged", r.Rounds)
 	}
@@ -188,8 +299,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Taskset != "" {
 		fmt.Fprintf(&b, ", taskset %s", r.Taskset)
 	}
-	fmt.Fprintf(&b, "\nmachine: %s, bench process on %d CPUs (GOMAXPROCS %d), %s %s/%s\n\n", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch)
+	fmt.Fprintf(&b, "\nmachine: %s, bench process on %d CPUs (GOMAXPROCS %d), %s %s/%s", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch)
+	return b.String()
+}
+
+// rows are the table's header and one row per phase; the TLS bench adds its load, the
+// handshakes and the CPU cores.
+func (r *Report) rows() [][]string {
 	rows := [][]string{{"path", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors", "sticky viol.", "CPU/req", "allocs/req"}}
+	if r.TLS {
+		rows[0] = slices.Insert(rows[0], 1, "load")
+		rows[0] = slices.Insert(rows[0], 10, "handshakes", "CPU cores")
+	}
 	for _, p := range r.Phases {
 		cpu := "-"
 		if p.CPUPerRequest > 0 {
@@ -202,11 +323,51 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if p.AllocsPerRequest > 0 {
 			allocs = fmt.Sprintf("%.1f*", p.AllocsPerRequest)
 		}
-		rows = append(rows, []string{p.Name, fmt.Sprintf("%.0f", p.RPS), fmtDur(p.P50), fmtDur(p.P90), fmtDur(p.P99), fmtDur(p.P999), fmtDur(p.Max),
-			fmt.Sprint(p.ErrorCount), fmt.Sprint(p.StickyViolations), cpu, allocs})
+		row := []string{p.Name, fmt.Sprintf("%.0f", p.RPS), fmtDur(p.P50), fmtDur(p.P90), fmtDur(p.P99), fmtDur(p.P999), fmtDur(p.Max),
+			fmt.Sprint(p.ErrorCount), fmt.Sprint(p.StickyViolations), cpu, allocs}
+		if r.TLS {
+			cores := "-"
+			if p.CPUCores > 0 {
+				cores = fmt.Sprintf("%.2f", p.CPUCores)
+				if p.CPUScope == "bench process" {
+					cores += "*"
+				}
+			}
+			row = slices.Insert(row, 1, p.Load)
+			row = slices.Insert(row, 10, fmt.Sprint(p.Handshakes), cores)
+		}
+		rows = append(rows, row)
 	}
-	writeRows(&b, rows)
-	b.WriteString("\n")
+	return rows
+}
+
+// trailer is what follows the table, a line each: what the TLS columns mean, the
+// ratios, the errors by kind, the notes.
+func (r *Report) trailer() []string {
+	var out []string
+	if r.TLS {
+		out = append(out,
+			"handshake: every request on a new TLS 1.3 connection (full handshake, no resumption): req/s is handshakes/s, CPU/req is CPU per handshake and its request",
+			"CPU cores: the proxy's CPU per second; below the cores it may use, the load generator set the rate, so compare CPU/req")
+	}
+	for _, p := range r.Phases {
+		if p.VsBestPeer == nil {
+			continue
+		}
+		what, met := "req/s", "met"
+		if p.Load == LoadHandshake {
+			what = "handshakes/s"
+		}
+		if p.VsBestPeer.RPS < p.Target {
+			met = "missed"
+		}
+		l := fmt.Sprintf("%s/%s %s (best peer): %s %.2f (target >= %.2f: %s), p50 %.2fx, p99 %.2fx",
+			p.Name, p.BestPeer, p.Load, what, p.VsBestPeer.RPS, p.Target, met, p.VsBestPeer.P50, p.VsBestPeer.P99)
+		if p.VsBestPeer.CPU > 0 {
+			l += fmt.Sprintf(", CPU/req %.2fx", p.VsBestPeer.CPU)
+		}
+		out = append(out, l)
+	}
 	for _, p := range r.Phases {
 		for _, ref := range []struct {
 			name string
@@ -215,11 +376,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if ref.r == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "%s/%s: req/s %.2f, p50 %.2fx, p99 %.2fx", p.Name, ref.name, ref.r.RPS, ref.r.P50, ref.r.P99)
+			l := fmt.Sprintf("%s/%s: req/s %.2f, p50 %.2fx, p99 %.2fx", p.Name, ref.name, ref.r.RPS, ref.r.P50, ref.r.P99)
 			if ref.r.CPU > 0 {
-				fmt.Fprintf(&b, ", CPU/req %.2fx", ref.r.CPU)
+				l += fmt.Sprintf(", CPU/req %.2fx", ref.r.CPU)
 			}
-			b.WriteString("\n")
+			out = append(out, l)
 		}
 	}
 	for _, p := range r.Phases {
@@ -229,18 +390,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			fmt.Fprintf(&b, "%s errors:", p.Name)
+			l := p.label() + " errors:"
 			for _, k := range keys {
-				fmt.Fprintf(&b, " %s=%d", k, p.Errors[k])
+				l += fmt.Sprintf(" %s=%d", k, p.Errors[k])
 			}
-			b.WriteString("\n")
+			out = append(out, l)
 		}
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(&b, "note: %s\n", n)
+		out = append(out, "note: "+n)
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return out
 }
 
 func writeRows(b *strings.Builder, rows [][]string) {
@@ -283,10 +443,10 @@ func (r *Report) Gate(minRatio float64) []string {
 			continue
 		}
 		if p.ErrorCount > 0 {
-			out = append(out, fmt.Sprintf("%s: %d errors %v", p.Name, p.ErrorCount, p.Errors))
+			out = append(out, fmt.Sprintf("%s: %d errors %v", p.label(), p.ErrorCount, p.Errors))
 		}
 		if p.StickyViolations > 0 {
-			out = append(out, fmt.Sprintf("%s: %d sticky violations", p.Name, p.StickyViolations))
+			out = append(out, fmt.Sprintf("%s: %d sticky violations", p.label(), p.StickyViolations))
 		}
 		if p.Name == "sessiongate" && minRatio > 0 {
 			switch {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -18,7 +19,9 @@ import (
 
 // Run measures, in this order and in the same run: direct to one member, the gateway,
 // then each peer in o.Peers; o.Rounds times over, each path's rounds merged into one
-// phase. It returns the report, with what it skipped in its notes.
+// phase. With o.TLS it measures instead the gateway and each peer over TLS, each with
+// LoadKeepAlive then LoadHandshake (see Options.TLS). It returns the report, with what
+// it skipped in its notes.
 // It stops early, returning the phases measured so far, when ctx ends.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.defaults(); err != nil {
@@ -26,7 +29,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r := &Report{
 		Sessions: o.Sessions, Conns: o.Conns, Duration: o.Duration, Requests: o.Requests, Warmup: o.Warmup,
-		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset, ReusePort: o.ReusePort, Rounds: o.Rounds,
+		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset, ReusePort: o.ReusePort, Rounds: o.Rounds, TLS: o.TLS,
 		Machine: Machine{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel()},
 	}
@@ -49,10 +52,30 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		addrs[i] = members[j].Addr()
 	}
-	if o.Mode == ModeInProcess {
+	if o.Mode == ModeInProcess && o.TLS {
+		r.Notes = append(r.Notes, "in-process: sessiongate's CPU/req* and allocs/req* are the whole bench process (load generator with its TLS client, members and gateway), not comparable with a peer's proxy process: use -mode child for CPU")
+	} else if o.Mode == ModeInProcess {
 		r.Notes = append(r.Notes, "in-process: CPU/req* and allocs/req* are the whole bench process (load generator, members and gateway); the gateway's own share is the difference to direct")
 	}
 
+	if o.TLS {
+		dir, err := os.MkdirTemp("", "sessiongate-bench-tls-")
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		certs, err := newCerts(dir)
+		if err != nil {
+			return nil, err
+		}
+		r.Notes = append(r.Notes, "tls: one ECDSA P-256 certificate from a private CA on every proxy, TLS 1.3 only; the load generator offers X25519 alone, ALPN http/1.1, and keeps no session cache (no resumption); members plain HTTP; no direct phase")
+		for round := range o.Rounds {
+			if err := runTLSRound(ctx, o, r, round, members, addrs, certs); err != nil {
+				return r, err
+			}
+		}
+		return r, nil
+	}
 	for round := range o.Rounds {
 		if err := runRound(ctx, o, r, round, members, addrs); err != nil {
 			return r, err
@@ -69,13 +92,13 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 		}
 	}
 	// Direct: every session bound to the first member.
-	ph, err := measure(ctx, o, "direct", members[0].Addr(), members, newSessions(o.Sessions, o.Mix, members, 0), inProcessProbe())
+	ph, err := measure(ctx, o, "direct", members[0].Addr(), members, newSessions(o.Sessions, o.Mix, members, 0), inProcessProbe(), nil, "")
 	r.add(ph)
 	if err != nil {
 		return err
 	}
 
-	gw, err := startGateway(o, members, addrs)
+	gw, err := startGateway(o, members, addrs, nil)
 	if err != nil {
 		return err
 	}
@@ -92,7 +115,7 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 		note("CPU profile of the first measured sessiongate phase (whole process) in " + o.CPUProfile)
 		probe = profiled(probe, f)
 	}
-	ph, err = measure(ctx, o, "sessiongate", gw.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe)
+	ph, err = measure(ctx, o, "sessiongate", gw.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe, nil, "")
 	gw.stop()
 	r.add(ph)
 	if err != nil {
@@ -100,7 +123,7 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 	}
 
 	for _, name := range o.Peers {
-		p, pnote, err := startPeer(name, o, members, addrs)
+		p, pnote, err := startPeer(name, o, members, addrs, nil)
 		if err != nil {
 			note(fmt.Sprintf("%s: skipped: %v", name, err))
 			continue
@@ -111,7 +134,7 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 		if p == nil {
 			continue
 		}
-		ph, err = measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), procProbe(p.pid))
+		ph, err = measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), procProbe(p.pid), nil, "")
 		p.stop()
 		r.add(ph)
 		if err != nil {
@@ -121,10 +144,82 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 	return nil
 }
 
+// runTLSRound measures the gateway and then each peer over TLS, each with LoadKeepAlive
+// then LoadHandshake on the same running proxy, merging the phases into r's. A proxy
+// that does not start is skipped with a note, the gateway included: its TLS listener
+// is configured from the file format alone.
+func runTLSRound(ctx context.Context, o Options, r *Report, round int, members []*demo.Member, addrs []string, certs *certFiles) error {
+	note := func(s string) {
+		if round == 0 {
+			r.Notes = append(r.Notes, s)
+		}
+	}
+	cfg := certs.clientConfig()
+	both := func(name string, p *proxy, probe *probe) error {
+		defer p.stop()
+		if params, err := tlsParams(p.addr, cfg); err != nil {
+			note(fmt.Sprintf("%s: %v", name, err))
+		} else {
+			note(name + ": " + params)
+		}
+		for _, kind := range []string{LoadKeepAlive, LoadHandshake} {
+			ph, err := measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe, cfg, kind)
+			r.add(ph)
+			if err != nil {
+				return err
+			}
+			if probe.done != nil { // the CPU profile covers the first phase only
+				probe = inProcessProbe()
+			}
+		}
+		return nil
+	}
+
+	gw, err := startGateway(o, members, addrs, certs)
+	if err != nil {
+		note(fmt.Sprintf("sessiongate: skipped: %v", err))
+	} else {
+		probe := inProcessProbe()
+		if gw.pid > 0 {
+			probe = procProbe(gw.pid)
+		}
+		if o.CPUProfile != "" && round == 0 {
+			f, err := os.Create(o.CPUProfile)
+			if err != nil {
+				gw.stop()
+				return fmt.Errorf("bench: cpuprofile: %w", err)
+			}
+			note("CPU profile of the first measured sessiongate phase (keep-alive, whole process) in " + o.CPUProfile)
+			probe = profiled(probe, f)
+		}
+		if err := both("sessiongate", gw, probe); err != nil {
+			return err
+		}
+	}
+
+	for _, name := range o.Peers {
+		p, pnote, err := startPeer(name, o, members, addrs, certs)
+		if err != nil {
+			note(fmt.Sprintf("%s: skipped: %v", name, err))
+			continue
+		}
+		if pnote != "" {
+			note(pnote)
+		}
+		if p == nil {
+			continue
+		}
+		if err := both(name, p, procProbe(p.pid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // add records a measured phase: the first of its path as is, later rounds merged in.
 func (r *Report) add(ph Phase) {
 	for i := range r.Phases {
-		if r.Phases[i].Name == ph.Name {
+		if r.Phases[i].Name == ph.Name && r.Phases[i].Load == ph.Load {
 			r.Phases[i].merge(ph)
 			return
 		}
@@ -132,13 +227,14 @@ func (r *Report) add(ph Phase) {
 	r.Phases = append(r.Phases, ph)
 }
 
-// measure runs one phase and reads the probe around its measured part.
-func measure(ctx context.Context, o Options, name, addr string, members []*demo.Member, sessions []*session, probe *probe) (Phase, error) {
+// measure runs one phase and reads the probe around its measured part; with cfg, over
+// TLS with the load of kind (LoadKeepAlive or LoadHandshake).
+func measure(ctx context.Context, o Options, name, addr string, members []*demo.Member, sessions []*session, probe *probe, cfg *tls.Config, kind string) (Phase, error) {
 	foreign0 := int64(0)
 	for _, m := range members {
 		foreign0 += m.Foreign()
 	}
-	l := &load{opts: o, addr: addr, members: members, sessions: sessions, name: name}
+	l := &load{opts: o, addr: addr, members: members, sessions: sessions, name: name, tls: cfg, loadKind: kind}
 	var cpu0 time.Duration
 	var mallocs0 uint64
 	var ms runtime.MemStats

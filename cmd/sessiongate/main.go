@@ -169,19 +169,24 @@ const benchUsage = `Usage: sessiongate bench [flags]
 
 Starts members on loopback and measures, in one run, requests sent straight to one
 member, through sessiongate and through each peer; every response is checked for
-stickiness. Prints a table, or JSON with -json. With -memory, measures instead the
-heap and RSS per learned session of the session cache.
+stickiness. Prints a table, JSON with -json, or Markdown with -markdown. With -memory, measures instead the
+heap and RSS per learned session of the session cache. With -tls, sessiongate and the
+peers terminate TLS 1.3 with one certificate made for the run, and each is measured
+with keep-alive HTTPS and with one new TLS handshake per request, against the best peer.
 
 `
 
 // runBench is `sessiongate bench`: flags in, bench.Run, the report out. The exit code
 // is 1 when the run fails or any phase but nginx's has errors or sticky violations, and
 // 3 when the only failure is a sessiongate/direct ratio below -min-ratio.
-// writeReport prints a bench report to stdout, as JSON or as a table.
-func writeReport(r *bench.Report, asJSON bool) {
-	if asJSON {
+// writeReport prints a bench report to stdout, as JSON, as Markdown or as a table.
+func writeReport(r *bench.Report, asJSON, asMarkdown bool) {
+	switch {
+	case asJSON:
 		r.WriteJSON(os.Stdout) //nolint:errcheck // stdout
-	} else {
+	case asMarkdown:
+		r.WriteMarkdown(os.Stdout) //nolint:errcheck // stdout
+	default:
 		r.WriteTable(os.Stdout) //nolint:errcheck // stdout
 	}
 }
@@ -205,8 +210,10 @@ func runBench(args []string) int {
 	fs.IntVar(&o.Rounds, "rounds", 1, "measure the phases this many times, interleaved, and merge each path's rounds")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "run the gateway with reuseport: true (one SO_REUSEPORT listener per CPU)")
 	fs.StringVar(&o.Taskset, "taskset", "", "pin child processes to these CPUs (taskset -c LIST)")
+	fs.BoolVar(&o.TLS, "tls", false, "TLS 1.3 on sessiongate and the peers: keep-alive HTTPS and new handshakes per second, no direct phase")
 	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asMarkdown := fs.Bool("markdown", false, "print the report as a Markdown table (not with -memory)")
 	minRatio := fs.Float64("min-ratio", 0, "fail (exit 1) when sessiongate/direct req/s is below this (the CI gate); 0 = not checked")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write the CPU profile of the sessiongate phase to this file (in-process)")
 	target := fs.String("target", "", "measure an existing deployment at this URL instead (sessions from its Set-Cookie; see -member-header)")
@@ -222,6 +229,14 @@ func runBench(args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if *asMarkdown && (*asJSON || *memory) {
+		fmt.Fprintln(os.Stderr, "sessiongate bench: -markdown does not combine with -json or -memory")
+		return 2
+	}
+	if o.TLS && (*memory || *target != "" || *minRatio > 0) {
+		fmt.Fprintln(os.Stderr, "sessiongate bench: -tls does not combine with -memory, -target (give it an https URL) or -min-ratio (no direct phase)")
 		return 2
 	}
 	if *memory {
@@ -244,7 +259,7 @@ func runBench(args []string) int {
 		}
 		ph, err := bench.RunTarget(ctx, t)
 		if ph != nil {
-			writeReport(&bench.Report{Sessions: t.Sessions, Conns: t.Conns, Duration: t.Duration, Warmup: t.Warmup, Mode: "target " + *target, Phases: []bench.Phase{*ph}}, *asJSON)
+			writeReport(&bench.Report{Sessions: t.Sessions, Conns: t.Conns, Duration: t.Duration, Warmup: t.Warmup, Mode: "target " + *target, Phases: []bench.Phase{*ph}}, *asJSON, *asMarkdown)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -284,7 +299,7 @@ func runBench(args []string) int {
 	defer cancel()
 	r, err := bench.Run(ctx, o)
 	if r != nil {
-		writeReport(r, *asJSON)
+		writeReport(r, *asJSON, *asMarkdown)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -212,3 +212,47 @@ func TestBenchChildJSON(t *testing.T) {
 		t.Errorf("sessiongate: CPU scope %q, want proxy process", g.CPUScope)
 	}
 }
+
+// -tls has no direct phase and no memory or target mode, and a report has one format:
+// the combinations are usage errors (exit 2), refused before anything starts.
+func TestBenchTLSUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"-tls", "-min-ratio", "0.4"},
+		{"-tls", "-memory"},
+		{"-tls", "-target", "https://127.0.0.1:1/"},
+		{"-markdown", "-json"},
+		{"-markdown", "-memory"},
+	} {
+		if got := runBench(args); got != 2 {
+			t.Errorf("runBench(%q) = %d, want 2", args, got)
+		}
+	}
+}
+
+// TestBenchTLSChildJSON runs `sessiongate bench -tls -mode child -json`: the gateway as
+// a child behind its TLS listener, measured with both loads.
+func TestBenchTLSChildJSON(t *testing.T) {
+	bin := build(t)
+	cmd := exec.Command(bin, "bench", "-tls", "-mode", "child", "-json", "-requests", "200", "-warmup", "100ms",
+		"-sessions", "50", "-conns", "2")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sessiongate bench -tls: %v\n%s\n%s", err, out, stderr.String())
+	}
+	var r bench.Report
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("json.Unmarshal(bench -tls -json): %v\n%s", err, out)
+	}
+	if !r.TLS || len(r.Phases) != 2 {
+		t.Fatalf("report: tls %v, %d phases; want true, 2 (sessiongate keep-alive and handshake)\n%s", r.TLS, len(r.Phases), out)
+	}
+	for i, load := range []string{bench.LoadKeepAlive, bench.LoadHandshake} {
+		p := r.Phases[i]
+		if p.Name != "sessiongate" || p.Load != load || p.Requests != 200 || p.ErrorCount != 0 || p.StickyViolations != 0 || p.CPUScope != "proxy process" {
+			t.Errorf("phase %d: %s %s, %d requests, errors %v, sticky violations %d, CPU scope %q; want sessiongate %s, 200, none, 0, proxy process",
+				i, p.Name, p.Load, p.Requests, p.Errors, p.StickyViolations, p.CPUScope, load)
+		}
+	}
+}
