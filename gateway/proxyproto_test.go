@@ -234,7 +234,7 @@ func TestReadProxyHeaderInPieces(t *testing.T) {
 // headerConn is a net.Conn over bytes that returns at most chunk bytes a read, counts its
 // reads and records its read deadlines; then end of stream.
 type headerConn struct {
-	net.Conn // nil: the methods not written here are not used
+	net.Conn  // nil: the methods not written here are not used
 	data      []byte
 	chunk     int
 	reads     int
