@@ -111,8 +111,10 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 // tlsMember is an HTTPS member (net/http) on a loopback port: it answers
 // "member=<id> client=<CN of the client certificate, or ->", and /health with 200.
 type tlsMember struct {
-	addr string
-	srv  *http.Server
+	addr   string
+	srv    *http.Server
+	conns  atomic.Int64 // connections accepted
+	closed atomic.Int64 // and closed
 }
 
 func startTLSMember(t *testing.T, id string, cfg *tls.Config) *tlsMember {
@@ -131,8 +133,16 @@ func startTLSMember(t *testing.T, id string, cfg *tls.Config) *tlsMember {
 			fmt.Fprintf(w, "%s client=%s tls=%t\n", body, client, r.TLS != nil)
 		}),
 	}
-	go srv.Serve(ln) //nolint:errcheck // ends with Close
 	m := &tlsMember{addr: ln.Addr().String(), srv: srv}
+	srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			m.conns.Add(1)
+		case http.StateClosed:
+			m.closed.Add(1)
+		}
+	}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { srv.Close() })
 	return m
 }
@@ -411,5 +421,40 @@ func TestKindOfMemberTLS(t *testing.T) {
 	var ve *tls.CertificateVerificationError
 	if err := error(&memberTLSError{err: cause}); !errors.As(err, &ve) {
 		t.Errorf("errors.As(%v, *tls.CertificateVerificationError) = false, want the cause", err)
+	}
+}
+
+// TestMemberTLSIdleReuse checks the memberConn under TLS: a pooled connection that sat
+// idle is checked (one raw read) and used again, not taken for stale, and a member that
+// closed it while idle (close_notify, then FIN) is replaced without a failed request.
+func TestMemberTLSIdleReuse(t *testing.T) {
+	ca := newTestCA(t, "members CA")
+	caFile := writeFile(t, t.TempDir(), "ca.pem", ca.pem)
+	cert, _, _ := ca.issue(t, "members.internal", false)
+	m1 := startTLSMember(t, "n1", memberServerTLS(cert, nil))
+	conns := &m1.conns
+	g := gwGroup("g", "/", gwMember("n1", m1.addr))
+	g.TLS = &config.MemberTLS{CAFile: caFile, ServerName: "members.internal"}
+	s, addr := startGateway(t, gwConfig(g), zerolog.Nop())
+	c := newHTTPClient(t)
+	get := func() {
+		t.Helper()
+		resp, body := httpGet(t, c, "http://"+addr+"/x", "")
+		if resp.StatusCode != http.StatusOK || bodyField(body, "member") != "n1" {
+			t.Fatalf("GET = %d %q, want 200 from n1", resp.StatusCode, body)
+		}
+	}
+	get()
+	s.clock.Add(10) // the pooled connection has been idle: checked before it is used
+	get()
+	if n := conns.Load(); n != 1 {
+		t.Errorf("member saw %d connections for two requests a pause apart, want 1 (reused)", n)
+	}
+	m1.srv.SetKeepAlivesEnabled(false) // closes the idle connection: close_notify, then FIN
+	waitFor(t, "the member to close the idle connection", func() bool { return m1.closed.Load() == 1 })
+	s.clock.Add(10)
+	get() // the idle check finds the connection closed: a fresh one, no failure
+	if n := conns.Load(); n != 2 {
+		t.Errorf("member saw %d connections, want 2 (the closed one replaced)", n)
 	}
 }
