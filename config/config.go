@@ -335,6 +335,10 @@ type Group struct {
 	// DrainTimeout is how long a draining member keeps serving the sessions bound to
 	// it; after it they move. Default 10m; range 1s-168h.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// TLS makes the gateway talk HTTPS to the group's members (as WebSphere's plug-in
+	// does); the active checks go the same way. Left out (or null), the members are
+	// spoken to in plain HTTP; "tls: {}" is HTTPS verified against the system roots.
+	TLS *MemberTLS `yaml:"tls"`
 	// Members are the group's servers. At least one.
 	Members []Member `yaml:"members"`
 }
@@ -402,4 +406,29 @@ type Member struct {
 	// sessions; bound ones until drain_timeout) or maint (no traffic). The admin API
 	// changes it at run time.
 	State string `yaml:"state"`
+}
+
+// MemberTLS is how the gateway speaks HTTPS to the members of a group: which
+// certificates it trusts, which name it expects, and the client certificate it shows.
+// Files are read when the configuration is loaded and again on each reload, so a
+// reload picks up renewed certificates; a relative path is relative to the gateway's
+// working directory. Connections use TLS 1.2 or later.
+type MemberTLS struct {
+	// CAFile is a PEM file of the certificate authorities that members' certificates
+	// must chain to, in place of the system roots. Default "": the system roots.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the name members' certificates are verified against, and sent as
+	// SNI. Default "": the host part of each member's address (a name, or an IP address
+	// matched against the certificate's IP SANs).
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any certificate a member shows, unverified: the
+	// connection is encrypted but not authenticated, and anyone on the path can read
+	// it. For tests only; the gateway logs a warning whenever it builds such a group.
+	// Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// CertFile is a PEM certificate (chain) shown to members that ask for a client
+	// certificate (mutual TLS); set key_file with it. Default "": none.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of cert_file; set both or neither. Default "".
+	KeyFile string `yaml:"key_file"`
 }

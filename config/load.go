@@ -162,13 +162,32 @@ func (c *Config) ClientListeners() []Listener {
 	return []Listener{l}
 }
 
-// groupYAML, healthCheckYAML and memberYAML have the fields of their config types
-// without the UnmarshalYAML methods, so the methods can decode into them.
+// defaultMemberTLS is a group's tls block whose file gives none of its keys ("tls:
+// {}"): HTTPS verified against the system roots, the name from each member's address,
+// no client certificate. A group without a tls block has none (plain HTTP).
+func defaultMemberTLS() MemberTLS {
+	return MemberTLS{}
+}
+
+// groupYAML, healthCheckYAML, memberYAML and memberTLSYAML have the fields of their
+// config types without the UnmarshalYAML methods, so the methods can decode into them.
 type (
 	groupYAML       Group
 	healthCheckYAML HealthCheck
 	memberYAML      Member
+	memberTLSYAML   MemberTLS
 )
+
+// UnmarshalYAML decodes a group's tls block from the config file, starting from its
+// defaults for the keys the file omits.
+func (t *MemberTLS) UnmarshalYAML(unmarshal func(any) error) error {
+	v := memberTLSYAML(defaultMemberTLS())
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	*t = MemberTLS(v)
+	return nil
+}
 
 // UnmarshalYAML decodes one target group from the config file. It exists so that each
 // group in the list starts from its defaults (path_prefix "/", the default health check):
@@ -758,6 +777,9 @@ func checkNode(node ast.Node, t reflect.Type, outer []mapScope, errs *[]error) {
 	if _, ok := node.(*ast.AliasNode); ok {
 		return
 	}
+	for t.Kind() == reflect.Pointer { // an optional block (tls): checked as its struct
+		t = t.Elem()
+	}
 	if t == reflect.TypeFor[time.Duration]() {
 		switch n := node.(type) {
 		case *ast.NullNode:
@@ -914,6 +936,9 @@ func lastMappings(node ast.Node, t reflect.Type) []mapScope {
 	var chain []mapScope
 	for depth := 0; node != nil && t != nil && depth < 16; depth++ {
 		node = unwrapAnchor(node)
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
 		switch t.Kind() {
 		case reflect.Struct:
 			m, ok := node.(ast.MapNode)

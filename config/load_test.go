@@ -178,6 +178,12 @@ target_groups:
       max_ejection: 4s
     switch_back: true
     drain_timeout: 1h
+    tls:
+      ca_file: testdata/tls/ca.pem
+      server_name: members.internal
+      insecure_skip_verify: true
+      cert_file: testdata/tls/client.pem
+      key_file: testdata/tls/client-key.pem
     members:
       - id: a
         address: "[::1]:9000"
@@ -231,6 +237,10 @@ func TestParseConfigEveryKey(t *testing.T) {
 			Passive:      Passive{ConsecutiveFailures: 0, Eject5xx: true, Ejection: 2 * time.Second, MaxEjection: 4 * time.Second},
 			SwitchBack:   true,
 			DrainTimeout: time.Hour,
+			TLS: &MemberTLS{
+				CAFile: "testdata/tls/ca.pem", ServerName: "members.internal", InsecureSkipVerify: true,
+				CertFile: "testdata/tls/client.pem", KeyFile: "testdata/tls/client-key.pem",
+			},
 			Members: []Member{
 				{ID: "a", Address: "[::1]:9000", Route: "ra", Weight: 1000, State: "drain"},
 				{ID: "b", Address: "b.internal:9001", Route: "b", Weight: 1, State: "ready"},

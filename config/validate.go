@@ -291,6 +291,9 @@ func validateGroups(k *checker, groups []Group) {
 		}
 
 		validateHealthCheck(k, gp+".health_check", &g.HealthCheck)
+		if g.TLS != nil {
+			validateTLS(k, gp+".tls", g.TLS)
+		}
 
 		if len(g.Members) == 0 {
 			k.add(gp+".members", "[]", "at least one member is required")
@@ -362,6 +365,35 @@ func validateHealthCheck(k *checker, path string, h *HealthCheck) {
 		k.str(path+".jitter", h.Jitter.String(), fmt.Sprintf("out of range 0-%s (interval)", h.Interval))
 	}
 	k.oneOf(path+".start", h.Start, router.StartNames()...)
+}
+
+// validateTLS checks a group's tls block, its files included: each must exist and
+// parse (LoadFiles), so that a reload with a broken certificate is refused whole.
+func validateTLS(k *checker, path string, t *MemberTLS) {
+	if t.ServerName != "" {
+		if _, err := netip.ParseAddr(t.ServerName); err != nil {
+			if reason := hostReason(t.ServerName); reason != "" || strings.HasPrefix(t.ServerName, "[") || strings.Contains(t.ServerName, "*") {
+				if reason == "" {
+					reason = "want a host name or an IP address (IPv6 without brackets), without wildcards"
+				}
+				k.str(path+".server_name", t.ServerName, reason)
+			}
+		}
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		k.str(path+".key_file", t.KeyFile, "must be set with cert_file")
+	case t.CertFile == "" && t.KeyFile != "":
+		k.str(path+".cert_file", t.CertFile, "must be set with key_file")
+	}
+	if _, err := t.LoadFiles(); err != nil {
+		var fe *TLSFileError
+		if errors.As(err, &fe) {
+			k.str(path+"."+fe.Key, fe.File, fe.reason())
+		} else {
+			k.add(path, "{...}", err.Error())
+		}
+	}
 }
 
 // ParseStatusRange reads "lo-hi" or a single code, within 100-599.

@@ -234,3 +234,26 @@ func TestAllocsCookieVerify(t *testing.T) {
 }
 
 var sinkIdx int
+
+// TestAllocsMemberScheme guards the scheme switch of forward: a request from a plain
+// client to a TLS member and back costs nothing once the URI has held a scheme.
+func TestAllocsMemberScheme(t *testing.T) {
+	var req fasthttp.Request
+	req.SetRequestURI("/fb/account?x=1")
+	u := req.URI()
+	memberScheme(u, true)
+	memberScheme(u, false)
+	tlsMember := false
+	if n := testing.AllocsPerRun(1000, func() {
+		tlsMember = !tlsMember
+		memberScheme(u, tlsMember)
+	}); n != 0 {
+		t.Fatalf("memberScheme: %v allocs/op, want 0", n)
+	}
+	if memberScheme(u, true); string(u.Scheme()) != "https" {
+		t.Errorf("memberScheme(u, true): scheme %q, want https", u.Scheme())
+	}
+	if memberScheme(u, false); string(u.Scheme()) != "http" {
+		t.Errorf("memberScheme(u, false): scheme %q, want http", u.Scheme())
+	}
+}

@@ -25,6 +25,7 @@ type testCA struct {
 	key  *ecdsa.PrivateKey
 	cert *x509.Certificate
 	file string // the CA certificate, PEM
+	pem  []byte // its contents
 	pool *x509.CertPool
 }
 
@@ -50,11 +51,49 @@ func newTestCA(t *testing.T) *testCA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{t: t, dir: t.TempDir(), key: key, cert: cert, pool: x509.NewCertPool()}
+	ca := &testCA{t: t, dir: t.TempDir(), key: key, cert: cert, pool: x509.NewCertPool(),
+		pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 	ca.pool.AddCert(cert)
 	ca.file = filepath.Join(ca.dir, "ca.pem")
 	writePEM(t, ca.file, "CERTIFICATE", der)
 	return ca
+}
+
+// leaf makes a certificate for 127.0.0.1 and members.internal (a server), or for cn
+// alone (a client), and returns it with its PEM files' contents.
+func (ca *testCA) leaf(t *testing.T, cn string, client bool) (tls.Certificate, []byte, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(testSerial.Add(1)), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	if client {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	} else {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.DNSNames = []string{"members.internal"}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair, certPEM, keyPEM
 }
 
 func writePEM(t *testing.T, path, typ string, der []byte) {

@@ -414,3 +414,20 @@ func (s *Server) watchCerts(interval time.Duration, stop <-chan struct{}) {
 		}
 	}
 }
+
+// proxyListener reads the PROXY protocol header of every connection of a
+// proxy_protocol listener (server.header_timeout, each in its own goroutine) before the
+// connection is served; one without a valid header is closed, logged and counted.
+func (s *Server) proxyListener(ln net.Listener, info *listenerInfo) net.Listener {
+	cfg := s.snap.Load().cfg
+	timeout := min(cfg.Server.HeaderTimeout, cfg.Server.ReadTimeout)
+	return newProxyListener(ln, timeout, func(remote net.Addr, err error) {
+		s.stats.proxyRefused.Add(1)
+		addr := ""
+		if remote != nil {
+			addr = remote.String()
+		}
+		s.log.Warn().Int("listener", info.index).Str("remote", addr).Err(err).
+			Msg("PROXY protocol header missing or invalid: connection closed")
+	})
+}

@@ -343,6 +343,8 @@ func (p *promWriter) series(name string, labels ...string) string {
 func (s *Server) writeListenerMetrics(p *promWriter) {
 	p.family("sessiongate_http2_requests_total", "counter", "Requests received over HTTP/2.")
 	p.counter(s.stats.h2Requests.Load(), "sessiongate_http2_requests_total")
+	p.family("sessiongate_proxy_protocol_refused_total", "counter", "Connections closed for a missing or invalid PROXY protocol header.")
+	p.counter(s.stats.proxyRefused.Load(), "sessiongate_proxy_protocol_refused_total")
 	p.family("sessiongate_https_redirects_total", "counter", "Requests answered with a redirect to https (redirect_https).")
 	p.counter(s.stats.redirects.Load(), "sessiongate_https_redirects_total")
 	p.family("sessiongate_conns_per_ip_refused_total", "counter", "Connections refused by server.max_conns_per_ip.")

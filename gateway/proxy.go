@@ -209,13 +209,16 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	st.Requests.Add(1)
 	st.Inflight.Add(1)
 	var err error
-	memberScheme(req, snap.clients[m.Index].IsTLS)
+	c := snap.clients[m.Index]
 	if cl := req.Header.ContentLength(); (cl > 0 || cl == -1) && req.IsBodyStream() {
-		err = doStreamed(snap.clients[m.Index], req, resp, snap.maxBody)
-	} else if snap.retry.TryTimeout > 0 && idempotent(req.Header.Method()) {
-		err = snap.clients[m.Index].DoTimeout(req, resp, snap.retry.TryTimeout)
+		err = doStreamed(c, req, resp, snap.maxBody)
 	} else {
-		err = snap.clients[m.Index].Do(req, resp)
+		memberScheme(req.URI(), c.IsTLS) // https for a TLS member, whatever the client spoke
+		if snap.retry.TryTimeout > 0 && idempotent(req.Header.Method()) {
+			err = c.DoTimeout(req, resp, snap.retry.TryTimeout)
+		} else {
+			err = c.Do(req, resp)
+		}
 	}
 	st.Inflight.Add(-1)
 	if err != nil {
@@ -369,6 +372,12 @@ func targetUserinfo(raw []byte) bool {
 // that never ejects (Busy). Everything else (a body the client stopped sending or made
 // too large, a request fasthttp would not write) tells nothing, so that no client can
 // eject a member by what it sends.
+//
+// A TLS handshake that fails (a certificate that does not verify) or times out is a
+// Connect fault like a refused connection: that member can serve no request until it
+// is fixed, so ejecting it moves its sessions to members that can serve them. When the
+// gateway's side is wrong (a bad ca_file), every member of the group fails alike and
+// panic mode keeps them all in: ejection changes nothing there, and is not worse.
 func memberFault(err error, k errKind) (health.Fault, bool) {
 	switch k {
 	case kindConnect:
@@ -524,7 +533,7 @@ func doStreamed(c *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Re
 	lr := &limitReader{r: req.BodyStream(), n: limit}
 	out.SetBodyStream(lr, cl)
 	keepTarget(out)
-	memberScheme(out, c.IsTLS)
+	memberScheme(out.URI(), c.IsTLS)
 	err := c.Do(out, resp)
 	switch {
 	case lr.over:
@@ -608,21 +617,6 @@ func keepTarget(req *fasthttp.Request) {
 	}
 	if q := rawQuery(raw); string(u.QueryString()) != string(q) {
 		u.SetQueryStringBytes(q)
-	}
-}
-
-// memberScheme sets the scheme of req's URI to the member connection's: fasthttp's
-// client refuses a request whose scheme is not its own (and a request that came over
-// TLS is parsed as https).
-func memberScheme(req *fasthttp.Request, tls bool) {
-	u := req.URI()
-	if (string(u.Scheme()) == "https") == tls {
-		return
-	}
-	if tls {
-		u.SetSchemeBytes(strHTTPSScheme)
-	} else {
-		u.SetSchemeBytes(strHTTP)
 	}
 }
 
@@ -813,7 +807,9 @@ func kindOf(err error) errKind {
 		return kindUploadCut
 	case errors.As(err, &small):
 		return kindHeaderTooLarge
-	case errors.Is(err, fasthttp.ErrDialTimeout):
+	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, errMemberTLS), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout):
+		// A handshake that failed (a certificate that does not verify) or timed out is a
+		// connect failure, before any timeout test: memberTLSError wraps the deadline.
 		return kindConnect
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):
 		return kindMemberTimeout

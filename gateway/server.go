@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +66,9 @@ type snapshot struct {
 	cfg     *config.Config
 	table   *router.Table
 	clients []*fasthttp.HostClient // by router.Member.Index
+	// tls are the members' TLS client configs by key (membertls.go), for the next build
+	// to reuse: an unchanged tls block keeps its pools and active checks across reloads.
+	tls map[memberTLSKey]*tls.Config
 
 	keyHeader   []byte   // session.header, nil when unset
 	cookieNames []string // session.cookies, as strings for fasthttp's PeekCookie
@@ -104,6 +108,7 @@ type counters struct {
 	cookies          [numCookieResults]atomic.Uint64 // affinity cookies of requests, by how they verified
 	cookiesSet       atomic.Uint64                   // affinity cookies set in answers
 	h2Requests       atomic.Uint64                   // requests over HTTP/2
+	proxyRefused     atomic.Uint64                   // connections without a valid PROXY protocol header
 }
 
 // New builds a Server from a validated config.Config. It starts the learned-session cache and
@@ -170,7 +175,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 }
 
 // build compiles a config.Config into a snapshot, reusing the member clients of the current
-// snapshot whose address is unchanged, so that a reload keeps connection pools.
+// snapshot whose address and TLS config are unchanged, so that a reload keeps connection pools.
 func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 	spec := router.Spec{
 		Key: router.KeySpec{URLParam: []byte(cfg.Session.URLParam)},
@@ -219,16 +224,33 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	old := map[string]*fasthttp.HostClient{}
-	if cur := s.snap.Load(); cur != nil && cur.cfg.Client == cfg.Client && cur.cfg.Server.MaxHeaderBytes == cfg.Server.MaxHeaderBytes {
+	var prevTLS map[memberTLSKey]*tls.Config
+	cur := s.snap.Load()
+	if cur != nil {
+		prevTLS = cur.tls
+	}
+	memberTLS, tlsByKey, err := s.memberTLS(cfg, table, prevTLS)
+	if err != nil {
+		return nil, err
+	}
+	// A pool is kept for the same member at the same address with the same TLS config
+	// (memberTLS returns the previous pointer when nothing changed).
+	type clientKey struct {
+		id, addr string
+		tls      *tls.Config
+	}
+	old := map[clientKey]*fasthttp.HostClient{}
+	if cur != nil && cur.cfg.Client == cfg.Client && cur.cfg.Server.MaxHeaderBytes == cfg.Server.MaxHeaderBytes {
 		for _, m := range cur.table.Members {
-			old[m.ID+"\x00"+m.Addr] = cur.clients[m.Index]
+			c := cur.clients[m.Index]
+			old[clientKey{m.ID, m.Addr, c.TLSConfig}] = c
 		}
 	}
 	snap := &snapshot{
 		cfg:            cfg,
 		table:          table,
 		clients:        make([]*fasthttp.HostClient, len(table.Members)),
+		tls:            tlsByKey,
 		keyHeader:      spec.Key.Header,
 		urlParam:       spec.Key.URLParam,
 		learn:          learn,
@@ -256,13 +278,17 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 			return nil, fmt.Errorf("gateway: session.cookie: %w", err)
 		}
 	}
-	snap.targets = healthTargets(cfg, table)
-	for _, m := range table.Members {
-		if c, ok := old[m.ID+"\x00"+m.Addr]; ok {
-			snap.clients[m.Index] = c
-			continue
+	snap.targets = healthTargets(cfg, table, memberTLS)
+	for _, g := range table.Groups {
+		for _, m := range g.Members {
+			if c, ok := old[clientKey{m.ID, m.Addr, memberTLS[m.Index]}]; ok {
+				snap.clients[m.Index] = c
+				continue
+			}
+			d := &memberDialer{member: m, group: g.Name, timeout: cfg.Client.DialTimeout, wait: cfg.Client.ReadTimeout,
+				clock: s.clock, set: s.connSet(m.State), tls: memberTLS[m.Index], log: s.log}
+			snap.clients[m.Index] = newMemberClient(cfg, m, d)
 		}
-		snap.clients[m.Index] = newMemberClient(cfg, m, s.clock, s.connSet(m.State))
 	}
 	return snap, nil
 }
@@ -293,20 +319,18 @@ func (s *Server) shutdownSessions(st *router.MemberState) {
 	}
 }
 
-// newMemberClient is the connection pool of one member. The proxy does its own error
-// mapping and retries, so fasthttp retries only a request that met a pooled connection
-// the member had closed (memberRetry); paths go out byte-exact and bodies stream.
-func newMemberClient(cfg *config.Config, m *router.Member, clock *ticker, set *connSet) *fasthttp.HostClient {
+// newMemberClient is the connection pool of one member, dialling through d (plain, or
+// TLS with the handshake bounded by client.dial_timeout: memberDialer). The proxy does
+// its own error mapping and retries, so fasthttp retries only a request that met a
+// pooled connection the member had closed (memberRetry); paths go out byte-exact and
+// bodies stream.
+func newMemberClient(cfg *config.Config, m *router.Member, d *memberDialer) *fasthttp.HostClient {
 	dialTimeout := cfg.Client.DialTimeout
 	return &fasthttp.HostClient{
-		Addr: m.Addr,
-		Dial: func(addr string) (net.Conn, error) {
-			c, err := fasthttp.DialTimeout(addr, dialTimeout)
-			if err != nil {
-				return nil, err
-			}
-			return newMemberConn(c, clock, cfg.Client.ReadTimeout, set), nil
-		},
+		Addr:                      m.Addr,
+		Dial:                      d.dial,
+		IsTLS:                     d.tls != nil,
+		TLSConfig:                 d.tls, // fasthttp's own handshake never runs: d.dial returns a *tls.Conn
 		MaxConns:                  memberMaxConns(cfg.Client.MaxConns),
 		MaxConnWaitTimeout:        dialTimeout,
 		MaxIdleConnDuration:       cfg.Client.IdleTimeout,
@@ -462,10 +486,11 @@ func (s *Server) Cache() *sessioncache.Cache { return s.cache }
 func (s *Server) Table() *router.Table { return s.snap.Load().table }
 
 // healthTargets lists what the checker watches: every member of every group, with
-// that group's active check, passive ejection and drain settings. It is the one place
-// that reads a group's config beside its compiled group (t.Groups[gi] is
-// cfg.TargetGroups[gi]); everything after reads the snapshot.
-func healthTargets(cfg *config.Config, t *router.Table) []health.Target {
+// that group's active check, passive ejection and drain settings, and the member's TLS
+// config (by router.Member.Index; nil: plain HTTP), so that checks go the way requests
+// go. It is the one place that reads a group's config beside its compiled group
+// (t.Groups[gi] is cfg.TargetGroups[gi]); everything after reads the snapshot.
+func healthTargets(cfg *config.Config, t *router.Table, memberTLS []*tls.Config) []health.Target {
 	var ts []health.Target
 	for gi, g := range t.Groups {
 		gc := &cfg.TargetGroups[gi]
@@ -498,7 +523,7 @@ func healthTargets(cfg *config.Config, t *router.Table) []health.Target {
 		for _, m := range g.Members {
 			ts = append(ts, health.Target{
 				Group: g.Name, Member: m.ID, Addr: m.Addr, State: m.State, Peers: peers,
-				Check: check, Passive: passive, DrainTimeout: gc.DrainTimeout,
+				Check: check, Passive: passive, DrainTimeout: gc.DrainTimeout, TLS: memberTLS[m.Index],
 			})
 		}
 	}

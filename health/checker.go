@@ -2,6 +2,7 @@ package health
 
 import (
 	"container/heap"
+	"crypto/tls"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -56,6 +57,10 @@ type Target struct {
 	Check        Check
 	Passive      Passive
 	DrainTimeout time.Duration
+	// TLS, when set, makes checks HTTPS with this client config (the one the member's
+	// requests use); nil checks in plain HTTP. A reload that keeps the same config
+	// (the same pointer) keeps the member's check running.
+	TLS *tls.Config
 }
 
 // Result is the latest outcome of a member's active checks, for the admin API.
@@ -169,7 +174,7 @@ func (c *Checker) Update(ts []Target) {
 		keep[t.Member] = true
 		if w, ok := c.members[t.Member]; ok {
 			w.mu.Lock()
-			same := w.t.Addr == t.Addr && w.t.Check == t.Check && w.t.State == t.State
+			same := w.t.Addr == t.Addr && w.t.Check == t.Check && w.t.State == t.State && w.t.TLS == t.TLS
 			w.t.Peers, w.t.Passive, w.t.DrainTimeout = t.Peers, t.Passive, t.DrainTimeout
 			w.mu.Unlock()
 			p := t.Passive
@@ -230,8 +235,12 @@ func (c *Checker) newWatched(t Target) *watched {
 	w.passive.Store(&p)
 	if t.Check.Path != "" {
 		timeout := t.Check.Timeout
+		// With TLS, fasthttp does the handshake after Dial, bounded by WriteTimeout (the
+		// check's timeout), and the check's DoTimeout bounds it all.
 		w.client = &fasthttp.HostClient{
 			Addr:                      t.Addr,
+			IsTLS:                     t.TLS != nil,
+			TLSConfig:                 t.TLS,
 			Dial:                      func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, timeout) },
 			MaxConns:                  1,
 			MaxIdemponentCallAttempts: 1,
@@ -410,6 +419,10 @@ func (w *watched) probe() Result {
 		host = w.t.Addr
 	}
 	req.Header.SetHost(host)
+	req.UseHostHeader = true // as given, not the parsed (lower-cased) host
+	if w.t.TLS != nil {
+		req.URI().SetScheme("https") // the HostClient refuses a scheme not its own
+	}
 	resp.SkipBody = true
 	start := time.Now()
 	err := w.client.DoTimeout(req, resp, w.t.Check.Timeout)
