@@ -15,6 +15,9 @@ var (
 	strHTTPScheme7     = []byte("http://")
 	strHTTPSScheme8    = []byte("https://")
 	strSlash           = []byte("/")
+	strUpgrade         = []byte("Upgrade") // the header's canonical name, and Connection's token
+	strH2C             = []byte("h2c")
+	strWebSocket       = []byte("websocket")
 )
 
 // endToEndHeaders are never removed because Connection names them (see endToEnd).

@@ -70,6 +70,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if outcome == router.OutcomeMoved {
 		s.rebind(snap, keyHash, m)
 	}
+	if isUpgrade(req) { // WebSocket and other upgrades (tunnel.go)
+		s.upgrade(ctx, snap, g, m, outcome, reason, key, keyHash, start)
+		return
+	}
 
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, req, snap.trusted)

@@ -33,6 +33,12 @@ type Server struct {
 	clock  *ticker       // member connections' idle clock
 	conns  sync.Map      // *router.MemberState -> *connSet: each member's open connections
 
+	tunnels    sync.Map      // *router.MemberState -> *tunnelSet: each member's open tunnels (tunnel.go)
+	tunnelsOff atomic.Bool   // Shutdown is closing them: a new one closes at once
+	tunnelStop chan struct{} // ends watchTunnels
+	tunnelDone chan struct{} // closed when it has ended
+	tunnelOnce sync.Once     // stopTunnels runs once
+
 	snap   atomic.Pointer[snapshot]
 	states *router.States
 	cache  *sessioncache.Cache
@@ -89,6 +95,7 @@ type counters struct {
 	refused  [router.NumMoveReasons]atomic.Uint64 // strict groups: 503 instead of a move
 	retries  atomic.Uint64                        // attempts sent to another member
 	replays  atomic.Uint64                        // retries that sent a request body again
+	tunnels  atomic.Uint64                        // tunnels opened (101 answers)
 }
 
 // New builds a Server from a validated config.Config. It starts the learned-session cache and
@@ -148,6 +155,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	}
 	s.series = newSeries(seriesLen)
 	s.series.start(seriesInterval, s.seriesReading)
+	s.tunnelStop, s.tunnelDone = make(chan struct{}), make(chan struct{})
+	go s.watchTunnels(s.tunnelStop, s.tunnelDone)
 	return s, nil
 }
 
@@ -257,6 +266,9 @@ func (s *Server) shutdownSessions(st *router.MemberState) {
 	if n := s.connSet(st).closeAll(); n > 0 {
 		s.log.Info().Str("member", st.ID()).Int("connections", n).
 			Msg("member out: its connections closed, requests in flight go elsewhere")
+	}
+	if snap.cfg.Server.CloseTunnelsOnDown {
+		s.closeTunnels(st, tunnelMemberDown) // does not block: the closes run in the tunnels
 	}
 }
 
@@ -414,8 +426,9 @@ func (s *Server) ListenAdmin() (net.Listener, error) {
 	return ln, nil
 }
 
-// Shutdown stops accepting, waits for in-flight requests up to timeout, closes idle
-// connections, and stops the health checker and the cache.
+// Shutdown stops accepting, waits for in-flight requests and open tunnels up to
+// timeout, closes the tunnels still open (a WebSocket client gets a close frame 1001)
+// and idle connections, and stops the health checker and the cache.
 func (s *Server) Shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -432,6 +445,8 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 		ln.Close() //nolint:errcheck // most are closed already
 	}
 	s.mu.Unlock()
+	// fasthttp does not wait for the connections it handed over (Hijack).
+	s.tunnelOnce.Do(func() { s.stopTunnels(ctx.Done()) })
 	s.health.Stop()
 	s.series.close()
 	for _, c := range s.snap.Load().clients {
