@@ -26,9 +26,11 @@ import (
 
 // wsMember is a loopback member serving WebSocket with net/http and coder/websocket:
 // a connection first gets "member=<id>", then every message back as sent. GET
-// /refuse answers 403 to an upgrade; any other request gets 200 "member=<id>".
+// /ws/refuse answers 403 to an upgrade, GET /health 503 while sick; any other request
+// gets 200 "member=<id>".
 type wsMember struct {
 	id, addr string
+	sick     atomic.Bool // GET /health answers 503
 	upgrades atomic.Int64
 	header   atomic.Pointer[http.Header] // the last upgrade request's headers
 }
@@ -37,6 +39,10 @@ func startWSMember(t *testing.T, id string) *wsMember {
 	t.Helper()
 	m := &wsMember{id: id}
 	m.addr = startHTTPMember(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" && m.sick.Load() {
+			http.Error(w, "sick", http.StatusServiceUnavailable)
+			return
+		}
 		if r.Header.Get("Upgrade") == "" {
 			fmt.Fprintf(w, "member=%s upgrade=%q\n", id, r.Header.Get("Upgrade"))
 			return
@@ -270,6 +276,47 @@ func TestWebSocketMaintCloses(t *testing.T) {
 		t.Fatalf("after maint: greeting = %q, want member=n2", hello)
 	}
 	c2.Close(websocket.StatusNormalClosure, "")
+}
+
+// TestWebSocketMemberDownCloses fails the member a WebSocket is on by its active
+// checks: marked down, it has its tunnels closed (1001).
+func TestWebSocketMemberDownCloses(t *testing.T) {
+	s, addr, _, ms := wsGateway(t, zerolog.Nop(), func(cfg *config.Config) {
+		hc := &cfg.TargetGroups[0].HealthCheck
+		hc.Path, hc.Interval, hc.UnhealthyInterval, hc.Timeout = "/health", 100*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		hc.HealthyThreshold, hc.UnhealthyThreshold = 1, 1
+	})
+	c, hello := dialWS(t, wsClient(t), addr, "/ws/x", "0000abcdefghijklmnopqrstuvw:clone1")
+	if hello != "member=n1" {
+		t.Fatalf("greeting = %q, want member=n1", hello)
+	}
+	ms[0].sick.Store(true)
+	if got := readClose(t, c); got != websocket.StatusGoingAway {
+		t.Fatalf("close status = %v, want %v", got, websocket.StatusGoingAway)
+	}
+	if tableMember(t, s, "n1").State.Healthy() {
+		t.Errorf("the tunnel closed while n1 is up")
+	}
+}
+
+// TestWebSocketMaintKeptWithoutCloseOnDown checks server.close_tunnels_on_down: false:
+// a member set to maint keeps its WebSockets.
+func TestWebSocketMaintKeptWithoutCloseOnDown(t *testing.T) {
+	s, addr, admin, _ := wsGateway(t, zerolog.Nop(), func(cfg *config.Config) { cfg.Server.CloseTunnelsOnDown = false })
+	c, _ := dialWS(t, wsClient(t), addr, "/ws/x", "0000abcdefghijklmnopqrstuvw:clone1")
+	if code, body := adminDo(t, "POST", admin+"/api/groups/ws/members/n1/state", "s3cret", `{"state":"maint"}`); code != 200 {
+		t.Fatalf("set maint: %d %s", code, body)
+	}
+	deadline := time.Now().Add(tunnelWatchInterval + 200*time.Millisecond) // past a look of watchTunnels
+	for time.Now().Before(deadline) {
+		if err := echo(c, websocket.MessageText, []byte("kept")); err != nil {
+			t.Fatalf("in maint without close_tunnels_on_down: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := s.tunnelCount(tableMember(t, s, "n1").State); n != 1 {
+		t.Errorf("n1 tunnels = %d, want 1", n)
+	}
 }
 
 // openFDs counts this process's open descriptors.
