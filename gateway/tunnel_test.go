@@ -627,3 +627,18 @@ func readRequest(t *testing.T, raw string) *fasthttp.Request {
 	}
 	return &req
 }
+
+// TestRestartOnlyTunnelKeys checks that a reload changing only the tunnel settings,
+// which apply when read, warns of no restart; another server key still does.
+func TestRestartOnlyTunnelKeys(t *testing.T) {
+	a := gwConfig(gwGroup("g", "/", gwMember("n1", "127.0.0.1:1")))
+	b := *a
+	b.Server.TunnelIdleTimeout, b.Server.CloseTunnelsOnDown = time.Minute, false
+	if got := restartOnly(a, &b); len(got) != 0 {
+		t.Errorf("restartOnly(tunnel keys) = %v, want none", got)
+	}
+	b.Server.IdleTimeout = time.Minute
+	if got := restartOnly(a, &b); len(got) != 1 || got[0] != "server" {
+		t.Errorf("restartOnly(server.idle_timeout) = %v, want [server]", got)
+	}
+}
