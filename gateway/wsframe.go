@@ -18,10 +18,6 @@ type wsFrames struct {
 	closed bool // the member sent a close frame: the WebSocket is closing already
 }
 
-// wsClose1001 is the close frame the gateway sends a WebSocket client whose tunnel it
-// ends: status 1001 Going Away (RFC 6455 section 7.4.1), unmasked as from a server.
-var wsClose1001 = []byte{0x88, 0x02, 0x03, 0xe9}
-
 // boundary reports whether the stream is between two frames (or before the first).
 func (f *wsFrames) boundary() bool { return f.left == 0 && f.headN == 0 }
 
