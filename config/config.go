@@ -217,6 +217,19 @@ type Server struct {
 	// ServerHeader is the Server header of the gateway's own answers (errors, 404); ""
 	// sends none. Members' answers keep theirs. Default "".
 	ServerHeader string `yaml:"server_header"`
+	// TunnelIdleTimeout closes a tunnel (a WebSocket, or another protocol a member
+	// switched to with 101 Switching Protocols) in which no byte moved either way for
+	// this long, as HAProxy's timeout tunnel: a WebSocket client gets a close frame
+	// (1001) first. Members' pings count as traffic. Default 1h; range 1s-168h.
+	TunnelIdleTimeout time.Duration `yaml:"tunnel_idle_timeout"`
+	// CloseTunnelsOnDown closes a member's tunnels when active checks mark it down, when
+	// it is set to maint, and when its drain passes the group's drain_timeout (a
+	// draining member keeps them until then), as HAProxy's on-marked-down
+	// shutdown-sessions: a WebSocket client gets a close frame (1001 Going Away) at a
+	// frame boundary, so that it reconnects through the gateway to a member that is up.
+	// false leaves tunnels open until an end closes them or tunnel_idle_timeout passes.
+	// Default true.
+	CloseTunnelsOnDown bool `yaml:"close_tunnels_on_down"`
 }
 
 // Client holds the member connection pools (one pool per member).

@@ -40,7 +40,9 @@ func Default() Config {
 			MaxConns:        0,
 			HeaderTimeout:   10 * time.Second,
 
-			PathNormalization: "reject",
+			PathNormalization:  "reject",
+			TunnelIdleTimeout:  time.Hour,
+			CloseTunnelsOnDown: true,
 		},
 		Client: Client{
 			DialTimeout:  2 * time.Second,

@@ -62,6 +62,7 @@ func TestDefaultConfig(t *testing.T) {
 			ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 90 * time.Second,
 			MaxHeaderBytes: 16384, MaxBodyBytes: 10 << 20, BufferBodyBytes: 65536, MaxConns: 0,
 			HeaderTimeout: 10 * time.Second, PathNormalization: "reject",
+			TunnelIdleTimeout: time.Hour, CloseTunnelsOnDown: true,
 		}},
 		{"client", c.Client, Client{
 			DialTimeout: 2 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
@@ -133,6 +134,8 @@ server:
   path_normalization: forward
   reject_encoded_slashes: true
   server_header: sg
+  tunnel_idle_timeout: 2m
+  close_tunnels_on_down: false
 client:
   dial_timeout: 100ms
   read_timeout: 4s
@@ -214,6 +217,7 @@ func TestParseConfigEveryKey(t *testing.T) {
 			MaxHeaderBytes: 8192, MaxBodyBytes: 0, BufferBodyBytes: 4096, MaxConns: 10,
 			MaxConnsPerIP: 4, HeaderTimeout: 500 * time.Millisecond, PathNormalization: "forward",
 			RejectEncodedSlashes: true, ServerHeader: "sg",
+			TunnelIdleTimeout: 2 * time.Minute, CloseTunnelsOnDown: false,
 		},
 		Client: Client{
 			DialTimeout: 100 * time.Millisecond, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,
@@ -374,6 +378,8 @@ func TestParseConfigBadValueNotDefaulted(t *testing.T) {
 			`line 1: log.access_sample: "0": out of range 1-1000000`},
 		{"max_sessions 0", "session: {learned: {max_sessions: 0}}\n" + configTestYAML,
 			`line 1: session.learned.max_sessions: "0": out of range 1-2147483648`},
+		{"tunnel_idle_timeout 0s", "server: {tunnel_idle_timeout: 0s}\n" + configTestYAML,
+			`line 1: server.tunnel_idle_timeout: "0s": out of range 1s-168h`},
 		{"empty listen", "listen: ''\n" + configTestYAML,
 			`line 1: listen: "": want host:port`},
 	}

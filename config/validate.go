@@ -101,6 +101,7 @@ func (c *Config) validate() []*configError {
 	k.intRange("server.max_conns_per_ip", int64(s.MaxConnsPerIP), 0, 1000000)
 	k.durRange("server.header_timeout", s.HeaderTimeout, 100*time.Millisecond, time.Hour, "100ms-1h")
 	k.oneOf("server.path_normalization", s.PathNormalization, PathReject, PathForward)
+	k.durRange("server.tunnel_idle_timeout", s.TunnelIdleTimeout, time.Second, 168*time.Hour, "1s-168h")
 	if strings.ContainsAny(s.ServerHeader, "\r\n\x00") {
 		k.str("server.server_header", s.ServerHeader, "must not hold CR, LF or NUL")
 	}

@@ -289,6 +289,9 @@ func (s *Server) handleSetState(ctx *fasthttp.RequestCtx, path string) {
 		}
 		from := m.State.Admin()
 		m.State.SetAdmin(a)
+		if a == router.AdminMaint && snap.cfg.Server.CloseTunnelsOnDown {
+			s.closeTunnels(m.State, tunnelMaint)
+		}
 		s.log.Info().Str("group", g.Name).Str("member", m.ID).Str("from", from.String()).Str("to", a.String()).
 			Str("remote", ctx.RemoteAddr().String()).Msg("admin: member state changed")
 		writeJSON(ctx, fasthttp.StatusOK, s.memberStatus(snap, g, m))
@@ -307,7 +310,9 @@ type GroupsStatus struct {
 	Requests uint64            `json:"requests"`
 	Retries  uint64            `json:"retries"`
 	Replays  uint64            `json:"replays"`
-	Learned  LearnedStatus     `json:"learned_sessions"`
+	// TunnelsOpened counts the upgrades (WebSocket and others) members answered with 101.
+	TunnelsOpened uint64        `json:"tunnels_opened"`
+	Learned       LearnedStatus `json:"learned_sessions"`
 	// Listeners are the client listeners, with their certificates.
 	Listeners []ListenerStatus `json:"listeners"`
 }
@@ -392,8 +397,10 @@ type MemberStatus struct {
 	UsableBound bool         `json:"usable_bound"`
 	LastCheck   *CheckStatus `json:"last_check,omitempty"`
 	Inflight    int64        `json:"inflight"`
-	Requests    uint64       `json:"requests"`
-	Failures    uint64       `json:"failures"`
+	// Tunnels is the number of WebSocket (and other upgraded) connections open to it.
+	Tunnels  int64  `json:"tunnels"`
+	Requests uint64 `json:"requests"`
+	Failures uint64 `json:"failures"`
 	// BoundSessions estimates the distinct sessions served in the last two
 	// session.bound_window windows: a draining member is empty when it reaches 0.
 	BoundSessions int `json:"bound_sessions"`
@@ -424,6 +431,8 @@ func (s *Server) groupsStatus() GroupsStatus {
 		Requests: s.stats.requests.Load(),
 		Retries:  s.stats.retries.Load(),
 		Replays:  s.stats.replays.Load(),
+
+		TunnelsOpened: s.stats.tunnels.Load(),
 	}
 	for o := router.OutcomeRoute; o <= router.OutcomeMoved; o++ {
 		out.Outcomes[o.String()] = s.stats.outcomes[o].Load()
@@ -458,6 +467,7 @@ func (s *Server) memberStatus(_ *snapshot, _ *router.Group, m *router.Member) Me
 		State: st.Admin().String(), Health: "up", Ejected: st.Ejected(), DrainExpired: st.DrainExpired(),
 		UsableNew: st.UsableNew(), UsableBound: st.UsableBound(),
 		Inflight: st.Inflight.Load(), Requests: st.Requests.Load(), Failures: st.Failures.Load(),
+		Tunnels:         s.tunnelCount(st),
 		BoundSessions:   st.BoundSessions(),
 		RouteMismatches: st.RouteMismatches.Load(),
 		RouteSeen:       st.RouteSeen(),

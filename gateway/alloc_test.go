@@ -162,6 +162,8 @@ func allocsHandle(t *testing.T, tryTimeout time.Duration, cookie bool) {
 			"Cookie: theme=dark; JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n2:n1; _ga=GA1.2.3\r\n\r\n", handleAllocsBudget},
 		{"tomcat path parameter", "GET /fb/cart;jsessionid=6F1A2B3C4D5E6F708192A3B4C5D6E7F8.n1?item=4 HTTP/1.1\r\nHost: app.example.com\r\n\r\n", handleAllocsBudget},
 		{"no key", "GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nAccept: */*\r\n\r\n", handleAllocsBudget},
+		{"h2c upgrade (served as a request)", "GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\n" +
+			"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n", handleAllocsBudget},
 		{"post", "POST /fb/pay HTTP/1.1\r\nHost: app.example.com\r\nCookie: JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n1\r\n" +
 			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\namount=1000", handleBodyAllocsBudget},
 	}
@@ -255,5 +257,48 @@ func TestAllocsMemberScheme(t *testing.T) {
 	}
 	if memberScheme(u, false); string(u.Scheme()) != "http" {
 		t.Errorf("memberScheme(u, false): scheme %q, want http", u.Scheme())
+	}
+}
+
+// TestAllocsIsUpgrade guards the upgrade check every request passes through, for a
+// request without Upgrade and for one with.
+func TestAllocsIsUpgrade(t *testing.T) {
+	for _, raw := range []string{
+		"GET /fb/ HTTP/1.1\r\nHost: app.example.com\r\nCookie: JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n1\r\n\r\n",
+		"GET /fb/chat HTTP/1.1\r\nHost: app.example.com\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	} {
+		var req fasthttp.Request
+		if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			t.Fatal(err)
+		}
+		var up bool
+		f := func() { up = isUpgrade(&req) }
+		f()
+		if n := testing.AllocsPerRun(1000, f); n != 0 {
+			t.Fatalf("isUpgrade (upgrade %v): %v allocs/op, want 0", up, n)
+		}
+	}
+}
+
+// TestAllocsWSFrames guards the frame tracker, which runs on every read of a
+// WebSocket tunnel.
+func TestAllocsWSFrames(t *testing.T) {
+	var stream []byte
+	for _, n := range []int{5, 0, 300, 70000, 12} {
+		stream = append(stream, wsFrame(0x2, n, false, false)...)
+	}
+	var fr wsFrames
+	f := func() {
+		for p := stream; len(p) > 0; {
+			k := min(len(p), 4096)
+			fr.scan(p[:k], false)
+			p = p[k:]
+		}
+		fr.scan(stream[:3], true)
+		fr = wsFrames{}
+	}
+	if n := testing.AllocsPerRun(1000, f); n != 0 {
+		t.Fatalf("wsFrames.scan: %v allocs/op, want 0", n)
 	}
 }

@@ -20,6 +20,12 @@ var (
 	strHTTPScheme7             = []byte("http://")
 	strHTTPSScheme8            = []byte("https://")
 	strSlash                   = []byte("/")
+	strUpgrade                 = []byte("Upgrade") // the header's canonical name, and Connection's token
+	strH2C                     = []byte("h2c")
+	strWebSocket               = []byte("websocket")
+	// wsClose1001 is the close frame the gateway sends a WebSocket client whose tunnel
+	// it ends: status 1001 Going Away (RFC 6455 section 7.4.1), unmasked as from a server.
+	wsClose1001 = []byte{0x88, 0x02, 0x03, 0xe9}
 )
 
 // endToEndHeaders are never removed because Connection names them (see endToEnd).

@@ -133,6 +133,12 @@ func (c *clientConn) next() {
 	c.inHead, c.lastCR, c.lineLen, c.lines, c.flags, c.tailN = true, false, 0, 0, 0, 0
 }
 
+// hijacked turns the scan off for good: the connection is handed over to a tunnel
+// (an upgrade), whose bytes are no request heads, and no StateIdle follows. The
+// handler calls it before Hijack, in the goroutine that reads the connection. The
+// scan is already off then (the upgrade's head is complete); this keeps it so.
+func (c *clientConn) hijacked() { c.inHead = false }
+
 // clientConnState is the client server's ConnState hook.
 func clientConnState(c net.Conn, st fasthttp.ConnState) {
 	if st == fasthttp.StateIdle {

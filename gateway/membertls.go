@@ -141,21 +141,8 @@ func (d *memberDialer) dial(addr string) (net.Conn, error) {
 	if d.tls == nil {
 		return mc, nil
 	}
-	tc := tls.Client(mc, d.tls)
-	err = tc.SetDeadline(time.Now().Add(d.timeout))
-	if err == nil {
-		err = tc.Handshake()
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			err = fmt.Errorf("no handshake within client.dial_timeout (%s): %w", d.timeout, err)
-		}
-	}
-	if err == nil {
-		err = tc.SetDeadline(time.Time{})
-	}
+	tc, err := memberHandshake(mc, d.tls, d.timeout, d.member.ID, addr)
 	if err != nil {
-		mc.Close()
-		err = &memberTLSError{member: d.member.ID, addr: addr, serverName: d.tls.ServerName, err: err}
 		// Once per run of failures: every request to the member fails the same way until
 		// it is fixed, and each has its own access line with the error.
 		if d.failing.CompareAndSwap(false, true) {
@@ -167,6 +154,28 @@ func (d *memberDialer) dial(addr string) (net.Conn, error) {
 	if d.failing.Load() {
 		d.failing.Store(false)
 		d.log.Info().Str("group", d.group).Str("member", d.member.ID).Msg("member TLS handshake succeeded again")
+	}
+	return tc, nil
+}
+
+// memberHandshake runs the TLS handshake of a new member connection c within timeout
+// (client.dial_timeout); on failure it closes c and says which member failed and why.
+func memberHandshake(c net.Conn, conf *tls.Config, timeout time.Duration, member, addr string) (*tls.Conn, error) {
+	tc := tls.Client(c, conf)
+	err := tc.SetDeadline(time.Now().Add(timeout))
+	if err == nil {
+		err = tc.Handshake()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			err = fmt.Errorf("no handshake within client.dial_timeout (%s): %w", timeout, err)
+		}
+	}
+	if err == nil {
+		err = tc.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		c.Close()
+		return nil, &memberTLSError{member: member, addr: addr, serverName: conf.ServerName, err: err}
 	}
 	return tc, nil
 }

@@ -40,6 +40,7 @@ import (
 //	sessiongate_learned_entries                         learned-session cache size now
 //	sessiongate_open_connections                        client connections open now
 //	sessiongate_inflight_requests                       requests being proxied now
+//	sessiongate_tunnels_opened_total                    tunnels opened (upgrades answered 101)
 //	sessiongate_config_reloads_total{result}            reloads, ok or failed
 //	sessiongate_config_info{hash}                       1, labelled with the running config's hash
 //	sessiongate_build_info{version,revision,goversion}  1, labelled with the binary's build (Version)
@@ -52,6 +53,7 @@ import (
 //	sessiongate_member_admin_state{state}               1 for the current one of ready, drain, maint
 //	sessiongate_member_bound_sessions                   estimated sessions served recently
 //	sessiongate_member_inflight                         requests being proxied to it now
+//	sessiongate_member_tunnels                          tunnels (WebSocket, other upgrades) open to it now
 //	sessiongate_health_checks_total{result}             active check results, ok or fail
 //	sessiongate_health_transitions_total{to}            changes to up, down or ejected
 //
@@ -169,6 +171,8 @@ func (s *Server) writeMetrics(w io.Writer) {
 	}
 	p.family("sessiongate_inflight_requests", "gauge", "Requests being proxied to members now.")
 	p.gauge(uint64(max(inflight, 0)), "sessiongate_inflight_requests")
+	p.family("sessiongate_tunnels_opened_total", "counter", "Tunnels opened: upgrade requests (WebSocket and others) a member answered with 101.")
+	p.counter(s.stats.tunnels.Load(), "sessiongate_tunnels_opened_total")
 
 	p.family("sessiongate_config_reloads_total", "counter", "Configuration reloads, by result.")
 	p.counter(s.reloads.ok.Load(), "sessiongate_config_reloads_total", "result", "ok")
@@ -249,6 +253,8 @@ func (s *Server) writeMemberMetrics(p *promWriter, ms []memberMetrics) {
 		func(x *memberMetrics) uint64 { return uint64(x.m.State.BoundSessions()) })
 	p.memberGauge(ms, "sessiongate_member_inflight", "Requests being proxied to the member now.",
 		func(x *memberMetrics) uint64 { return uint64(max(x.m.State.Inflight.Load(), 0)) })
+	p.memberGauge(ms, "sessiongate_member_tunnels", "Tunnels (WebSocket and other upgrades) open to the member now.",
+		func(x *memberMetrics) uint64 { return uint64(max(s.tunnelCount(x.m.State), 0)) })
 
 	const checks = "sessiongate_health_checks_total"
 	p.family(checks, "counter", "Active health check results, ok or fail.")

@@ -86,6 +86,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if outcome == router.OutcomeMoved && len(key) > 0 {
 		s.rebind(snap, keyHash, m)
 	}
+	if isUpgrade(req) { // WebSocket and other upgrades (tunnel.go)
+		s.upgrade(ctx, snap, g, m, outcome, reason, key, keyHash, start, cookieHint{pinnedM, cookieRes})
+		return
+	}
 
 	clientClose := req.Header.ConnectionClose()
 	prepareRequest(ctx, req, snap.trusted)

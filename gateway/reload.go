@@ -113,7 +113,11 @@ func restartOnly(a, b *config.Config) []string {
 	if a.Admin.Token != b.Admin.Token || a.Admin.TokenFile != b.Admin.TokenFile {
 		out = append(out, "admin.token")
 	}
-	if a.Server != b.Server {
+	// The tunnel settings are read when they apply: a reload changes them.
+	sa, sb := a.Server, b.Server
+	sa.TunnelIdleTimeout, sb.TunnelIdleTimeout = 0, 0
+	sa.CloseTunnelsOnDown, sb.CloseTunnelsOnDown = false, false
+	if sa != sb {
 		out = append(out, "server")
 	}
 	if a.Session.Learned != b.Session.Learned {

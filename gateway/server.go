@@ -34,6 +34,12 @@ type Server struct {
 	clock  *ticker       // member connections' idle clock
 	conns  sync.Map      // *router.MemberState -> *connSet: each member's open connections
 
+	tunnels    sync.Map      // *router.MemberState -> *tunnelSet: each member's open tunnels (tunnel.go)
+	tunnelsOff atomic.Bool   // Shutdown is closing them: a new one closes at once
+	tunnelStop chan struct{} // ends watchTunnels
+	tunnelDone chan struct{} // closed when it has ended
+	tunnelOnce sync.Once     // stopTunnels runs once
+
 	snap   atomic.Pointer[snapshot]
 	states *router.States
 	cache  *sessioncache.Cache
@@ -66,6 +72,9 @@ type snapshot struct {
 	cfg     *config.Config
 	table   *router.Table
 	clients []*fasthttp.HostClient // by router.Member.Index
+	// memberTLS is each member's TLS client config (nil: plain HTTP), by Member.Index,
+	// for the connections of tunnels, which are not pooled.
+	memberTLS []*tls.Config
 	// tls are the members' TLS client configs by key (membertls.go), for the next build
 	// to reuse: an unchanged tls block keeps its pools and active checks across reloads.
 	tls map[memberTLSKey]*tls.Config
@@ -101,6 +110,7 @@ type counters struct {
 	refused  [router.NumMoveReasons]atomic.Uint64 // strict groups: 503 instead of a move
 	retries  atomic.Uint64                        // attempts sent to another member
 	replays  atomic.Uint64                        // retries that sent a request body again
+	tunnels  atomic.Uint64                        // tunnels opened (101 answers)
 
 	perIPRefused     atomic.Uint64                   // connections past server.max_conns_per_ip
 	certReloadFailed atomic.Uint64                   // certificate files that changed but did not load
@@ -171,6 +181,8 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	}
 	s.series = newSeries(seriesLen)
 	s.series.start(seriesInterval, s.seriesReading)
+	s.tunnelStop, s.tunnelDone = make(chan struct{}), make(chan struct{})
+	go s.watchTunnels(s.tunnelStop, s.tunnelDone)
 	return s, nil
 }
 
@@ -278,6 +290,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 			return nil, fmt.Errorf("gateway: session.cookie: %w", err)
 		}
 	}
+	snap.memberTLS = memberTLS
 	snap.targets = healthTargets(cfg, table, memberTLS)
 	for _, g := range table.Groups {
 		for _, m := range g.Members {
@@ -316,6 +329,9 @@ func (s *Server) shutdownSessions(st *router.MemberState) {
 	if n := s.connSet(st).closeAll(); n > 0 {
 		s.log.Info().Str("member", st.ID()).Int("connections", n).
 			Msg("member out: its connections closed, requests in flight go elsewhere")
+	}
+	if snap.cfg.Server.CloseTunnelsOnDown {
+		s.closeTunnels(st, tunnelMemberDown) // does not block: the closes run in the tunnels
 	}
 }
 
@@ -445,8 +461,9 @@ func (s *Server) ListenAdmin() (net.Listener, error) {
 	return ln, nil
 }
 
-// Shutdown stops accepting, waits for in-flight requests up to timeout, closes idle
-// connections, and stops the health checker and the cache.
+// Shutdown stops accepting, waits for in-flight requests and open tunnels up to
+// timeout, closes the tunnels still open (a WebSocket client gets a close frame 1001)
+// and idle connections, and stops the health checker and the cache.
 func (s *Server) Shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -466,6 +483,8 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 		ln.Close() //nolint:errcheck // most are closed already
 	}
 	s.mu.Unlock()
+	// fasthttp does not wait for the connections it handed over (Hijack).
+	s.tunnelOnce.Do(func() { s.stopTunnels(ctx.Done()) })
 	s.health.Stop()
 	s.series.close()
 	for _, c := range s.snap.Load().clients {
