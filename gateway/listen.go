@@ -167,8 +167,19 @@ func (s *Server) handshakeLoop(ln net.Listener, info *listenerInfo, h1, h2 *chan
 	if h2 != nil {
 		defer h2.Close()
 	}
+	// The handshakes under way: closed when the listener is, so that a shutdown does
+	// not wait for silent clients' handshake timeouts.
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	var mu sync.Mutex
+	pending := map[net.Conn]struct{}{}
+	defer func() {
+		mu.Lock()
+		for c := range pending {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -184,10 +195,16 @@ func (s *Server) handshakeLoop(ln net.Listener, info *listenerInfo, h1, h2 *chan
 			s.refuseConn(c, false)
 			continue
 		}
+		mu.Lock()
+		pending[c] = struct{}{}
+		mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.handshake(c, ip, info, h1, h2)
+			mu.Lock()
+			delete(pending, c)
+			mu.Unlock()
 		}()
 	}
 }

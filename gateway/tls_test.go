@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -563,5 +564,48 @@ func TestHTTPSInChromium(t *testing.T) {
 	}
 	if s.stats.h2Requests.Load() == 0 {
 		t.Errorf("Chromium's request did not come over HTTP/2")
+	}
+}
+
+// TestTLSShutdownWithPendingHandshake: a client that connected and said nothing does
+// not hold up a shutdown, and its connection is closed with it, not at its handshake
+// timeout.
+func TestTLSShutdownWithPendingHandshake(t *testing.T) {
+	ca := newTestCA(t)
+	cert, key := ca.issue("gw", false, "gw.example")
+	cfg := gwConfig(gwGroup("fb", "/fb", gwMember("m1", startFastMember(t, idMember("m1")))))
+	cfg.Server.HeaderTimeout = time.Hour
+	cfg.Server.ReadTimeout = time.Hour
+	cfg.Listeners = []config.Listener{tlsListenerCfg(pair(cert, key))}
+	s, err := New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lns, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(lns, nil) }()
+	silent, err := net.Dial("tcp", lns[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Shutdown(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(scaled(5 * time.Second)):
+		t.Fatal("Serve did not return: a pending handshake held up the shutdown")
+	}
+	silent.SetReadDeadline(time.Now().Add(scaled(5 * time.Second))) //nolint:errcheck // test
+	if _, err := silent.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the pending handshake's connection outlived the shutdown")
 	}
 }
