@@ -65,6 +65,10 @@ func Default() Config {
 				MaxSessions: 1000000,
 				TTL:         30 * time.Minute,
 			},
+			Shared: Shared{
+				Budget:    2 * time.Millisecond,
+				KeyPrefix: "sg:",
+			},
 		},
 	}
 }
