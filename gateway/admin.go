@@ -308,6 +308,8 @@ type GroupsStatus struct {
 	Retries  uint64            `json:"retries"`
 	Replays  uint64            `json:"replays"`
 	Learned  LearnedStatus     `json:"learned_sessions"`
+	// Shared is the shared store (session.shared); absent without one.
+	Shared *SharedStatus `json:"shared_store,omitempty"`
 	// Listeners are the client listeners, with their certificates.
 	Listeners []ListenerStatus `json:"listeners"`
 }
@@ -437,6 +439,7 @@ func (s *Server) groupsStatus() GroupsStatus {
 	}
 	cs := s.cache.Stats()
 	out.Learned = LearnedStatus(cs)
+	out.Shared = s.sharedStatus()
 	out.Listeners = s.listenersStatus()
 	for _, g := range snap.table.Groups {
 		gs := GroupStatus{

@@ -390,6 +390,15 @@ func (s *Shared) Wait() {
 	}
 }
 
+// Mode is the kind of Redis rueidis found: "standalone", "sentinel" or "cluster";
+// "" before a first connection.
+func (s *Shared) Mode() string {
+	if rc := s.client.Load(); rc != nil {
+		return string(rc.c.Mode())
+	}
+	return ""
+}
+
 // Up reports whether the store is asked (not degraded).
 func (s *Shared) Up() bool { return s.up.Load() }
 
