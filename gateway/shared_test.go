@@ -295,8 +295,20 @@ func TestSharedStoreCost(t *testing.T) {
 		keys[i] = newUUID()
 		a.cache.Learn(router.HashKey([]byte(keys[i])), m1.State.Num())
 		a.share(router.HashKey([]byte(keys[i])), m1)
+		if i%1000 == 999 {
+			a.shared.Wait() // the queue holds 8192 writes
+		}
 	}
 	a.shared.Wait()
+	memory := func(when string) {
+		info, _ := r.Do("INFO", "memory")
+		for _, line := range strings.Split(info, "\n") {
+			if strings.HasPrefix(line, "used_memory:") {
+				t.Logf("%s %s", strings.TrimSpace(line), when)
+			}
+		}
+	}
+	memory(fmt.Sprintf("after %d bindings written by A", n))
 	calls := func() map[string]int {
 		m, err := r.CommandCalls()
 		if err != nil {
@@ -340,12 +352,7 @@ func TestSharedStoreCost(t *testing.T) {
 	run("the same, three more rounds", 3, func(i int) string { return keys[i] })
 	run("routed Tomcat sessions (key.m2), two rounds", 2, func(i int) string { return keys[i] + ".m2" })
 	used, _ := r.Do("MEMORY", "USAGE", string(binaryKey("sg:", router.HashKey([]byte(keys[0])))))
-	info, _ := r.Do("INFO", "memory")
-	for _, line := range strings.Split(info, "\n") {
-		if strings.HasPrefix(line, "used_memory:") || strings.HasPrefix(line, "used_memory_dataset:") {
-			t.Logf("%s (after %d bindings; tracking included)", strings.TrimSpace(line), n)
-		}
-	}
+	memory("after B read them and as many routed keys (tracking table included)")
 	stats, _ := r.Do("INFO", "stats")
 	for _, line := range strings.Split(stats, "\n") {
 		if strings.HasPrefix(line, "tracking_") {
