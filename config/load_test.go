@@ -71,7 +71,7 @@ func TestDefaultConfig(t *testing.T) {
 			Cookies: []string{"JSESSIONID"}, URLParam: "jsessionid",
 			Affinity: []string{"route", "learned", "hash"}, RouteFormat: "auto", Balance: "round_robin",
 			Learned: Learned{MaxSessions: 1000000, TTL: 30 * time.Minute}, BoundWindow: time.Minute,
-			Shared:  Shared{Budget: 2 * time.Millisecond, KeyPrefix: "sg:"},
+			Shared: Shared{Budget: 2 * time.Millisecond, KeyPrefix: "sg:"},
 		}},
 		{"retry", c.Retry, Retry{MaxRetries: 1, RetryBuffer: 65536, IdempotentOnTimeout: true}},
 		{"target_groups", len(c.TargetGroups), 0},
