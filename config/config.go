@@ -277,6 +277,9 @@ type Session struct {
 	Learned Learned `yaml:"learned"`
 	// Cookie is the gateway's own signed affinity cookie (the cookie resolver).
 	Cookie AffinityCookie `yaml:"cookie"`
+	// Shared is the optional store of learned bindings shared by gateway instances
+	// (Redis). Without it each instance learns on its own.
+	Shared Shared `yaml:"shared"`
 	// BoundWindow is the window of the per-member count of bound sessions the admin API
 	// reports: sessions seen in the last two windows. Default 1m; range 1s-1h.
 	BoundWindow time.Duration `yaml:"bound_window"`
@@ -320,6 +323,63 @@ type Learned struct {
 	// half its TTL is written again, so a session active at least every TTL/2 keeps it.
 	// Default 30m; range 1s-720h.
 	TTL time.Duration `yaml:"ttl"`
+}
+
+// Shared is the store of learned bindings that gateway instances share: a second tier
+// behind each instance's learned-session cache. A binding learned or moved on one
+// instance is written to it (asynchronously), and a miss of the local cache reads it
+// (within budget). Changing it needs a restart.
+type Shared struct {
+	// Redis is the Redis server, Sentinel set or Cluster. Without addresses (the
+	// default) there is no shared store.
+	Redis Redis `yaml:"redis"`
+	// Budget bounds the read of a local miss: past it the request goes on without the
+	// shared binding (route, hash) and the read counts as a timeout. Three failed
+	// reads or writes in a row take the store out (degraded) until it answers PING
+	// again. Default 2ms; range 100us-1s.
+	Budget time.Duration `yaml:"budget"`
+	// KeyPrefix starts every key; the rest is the session key hash as 8 bytes.
+	// Instances that share bindings use the same prefix. Default "sg:"; at most 64 bytes.
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// Redis is how to reach Redis.
+type Redis struct {
+	// Addresses are host:port: one standalone server; or, with sentinel_master, the
+	// sentinels; or the seed nodes of a Redis Cluster (detected). Default [] (no
+	// shared store).
+	Addresses []string `yaml:"addresses"`
+	// Username is the ACL user; "" (default) authenticates with password alone
+	// (requirepass) or not at all.
+	Username string `yaml:"username"`
+	// Password authenticates to Redis (not to the sentinels). Default "". Never logged.
+	Password string `yaml:"password"`
+	// PasswordFile is a file holding the password (surrounding white space is
+	// trimmed); it takes the place of password. Default "".
+	PasswordFile string `yaml:"password_file"`
+	// DB is the logical database (SELECT); a Cluster has only 0. Default 0; range 0-1023.
+	DB int `yaml:"db"`
+	// SentinelMaster is the name of the master set the sentinels at addresses watch;
+	// the gateway follows its failovers. Default "" (no Sentinel).
+	SentinelMaster string `yaml:"sentinel_master"`
+	// TLS is TLS to Redis (and the sentinels). Absent (default): plain TCP.
+	TLS *RedisTLS `yaml:"tls"`
+}
+
+// RedisTLS is the TLS of the connections to Redis.
+type RedisTLS struct {
+	// CAFile is a PEM file of the CAs the server's certificate must chain to. Default
+	// "": the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the name the server's certificate must hold. Default "": the host
+	// of each address.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any server certificate. Default false; for tests only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// CertFile and KeyFile are the gateway's client certificate, for servers that
+	// require one (tls-auth-clients). Default "": none. Both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Group is one target group.

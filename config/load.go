@@ -68,6 +68,10 @@ func Default() Config {
 				TTL:         30 * time.Minute,
 			},
 			Cookie: AffinityCookie{Name: "SGROUTE", HTTPOnly: true, SameSite: "Lax"},
+			Shared: Shared{
+				Budget:    2 * time.Millisecond,
+				KeyPrefix: "sg:",
+			},
 		},
 	}
 }

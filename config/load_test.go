@@ -73,6 +73,7 @@ func TestDefaultConfig(t *testing.T) {
 			Affinity: []string{"route", "learned", "hash"}, RouteFormat: "auto", Balance: "round_robin",
 			Learned: Learned{MaxSessions: 1000000, TTL: 30 * time.Minute}, BoundWindow: time.Minute,
 			Cookie: AffinityCookie{Name: "SGROUTE", HTTPOnly: true, SameSite: "Lax"},
+			Shared: Shared{Budget: 2 * time.Millisecond, KeyPrefix: "sg:"},
 		}},
 		{"retry", c.Retry, Retry{MaxRetries: 1, RetryBuffer: 65536, IdempotentOnTimeout: true}},
 		{"target_groups", len(c.TargetGroups), 0},
@@ -159,6 +160,16 @@ session:
   learned:
     max_sessions: 10
     ttl: 1h30m
+  shared:
+    budget: 5ms
+    key_prefix: "shop:"
+    redis:
+      addresses: [10.0.0.5:26379, 10.0.0.6:26379]
+      username: gw
+      password: pw
+      db: 2
+      sentinel_master: mymaster
+      tls: {server_name: redis.internal, insecure_skip_verify: true}
 target_groups:
   - name: shop
     hosts: [shop.example.com, "*.Shop.example.com"]
@@ -228,6 +239,10 @@ func TestParseConfigEveryKey(t *testing.T) {
 			Affinity: []string{"hash"}, RouteFormat: "tomcat", Balance: "least_requests", BoundWindow: 30 * time.Second,
 			Learned: Learned{MaxSessions: 10, TTL: 90 * time.Minute},
 			Cookie:  AffinityCookie{Name: "SGROUTE", HTTPOnly: true, SameSite: "Lax"},
+			Shared: Shared{Budget: 5 * time.Millisecond, KeyPrefix: "shop:", Redis: Redis{
+				Addresses: []string{"10.0.0.5:26379", "10.0.0.6:26379"}, Username: "gw", Password: "pw", DB: 2,
+				SentinelMaster: "mymaster", TLS: &RedisTLS{ServerName: "redis.internal", InsecureSkipVerify: true},
+			}},
 		},
 		TargetGroups: []Group{{
 			Name:       "shop",
@@ -853,6 +868,26 @@ func TestValidate(t *testing.T) {
 			`session.learned.ttl: "999ms": out of range 1s-720h`},
 		{"learned.ttl too long", func(c *Config) { c.Session.Learned.TTL = 721 * time.Hour },
 			`session.learned.ttl: "721h0m0s": out of range 1s-720h`},
+		{"shared.budget 0", func(c *Config) { c.Session.Shared.Budget = 0 },
+			`session.shared.budget: "0s": out of range 100us-1s`},
+		{"shared.budget too long", func(c *Config) { c.Session.Shared.Budget = 2 * time.Second },
+			`session.shared.budget: "2s": out of range 100us-1s`},
+		{"shared.key_prefix too long", func(c *Config) { c.Session.Shared.KeyPrefix = strings.Repeat("k", 65) },
+			`session.shared.key_prefix: "` + strings.Repeat("k", 65) + `": longer than 64 bytes`},
+		{"shared.redis.addresses port", func(c *Config) { c.Session.Shared.Redis.Addresses = []string{"127.0.0.1:70000"} },
+			`session.shared.redis.addresses[0]: "127.0.0.1:70000": port out of range 1-65535`},
+		{"shared.redis.addresses duplicate", func(c *Config) { c.Session.Shared.Redis.Addresses = []string{"r:6379", "r:6379"} },
+			`session.shared.redis.addresses[1]: "r:6379": duplicate of session.shared.redis.addresses[0]`},
+		{"shared.redis.db", func(c *Config) { c.Session.Shared.Redis.DB = -1 },
+			`session.shared.redis.db: "-1": out of range 0-1023`},
+		{"shared.redis.password and file", func(c *Config) { c.Session.Shared.Redis.Password, c.Session.Shared.Redis.PasswordFile = "a", "/x" },
+			`session.shared.redis.password_file: "/x": set password or password_file, not both`},
+		{"shared.redis.password_file missing", func(c *Config) { c.Session.Shared.Redis.PasswordFile = "/nonexistent/pw" },
+			`session.shared.redis.password_file: "/nonexistent/pw": open /nonexistent/pw: no such file or directory`},
+		{"shared.redis.tls cert without key", func(c *Config) { c.Session.Shared.Redis.TLS = &RedisTLS{CertFile: "/c.pem"} },
+			`session.shared.redis.tls.cert_file: "/c.pem": cert_file and key_file go together`},
+		{"shared.redis.tls ca_file missing", func(c *Config) { c.Session.Shared.Redis.TLS = &RedisTLS{CAFile: "/nonexistent/ca.pem"} },
+			`session.shared.redis.tls.ca_file: "/nonexistent/ca.pem": open /nonexistent/ca.pem: no such file or directory`},
 
 		// Groups.
 		{"no groups", func(c *Config) { c.TargetGroups = nil },

@@ -213,6 +213,7 @@ func (s *Session) validate(k *checker) {
 	k.oneOf("session.balance", s.Balance, router.BalanceNames()...)
 	k.intRange("session.learned.max_sessions", int64(s.Learned.MaxSessions), 1, 1<<31)
 	k.durRange("session.learned.ttl", s.Learned.TTL, time.Second, 720*time.Hour, "1s-720h")
+	validateShared(k, &s.Shared)
 }
 
 // routeKey is a (host, path prefix) pair that two groups must not share. host is

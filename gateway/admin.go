@@ -313,6 +313,8 @@ type GroupsStatus struct {
 	// TunnelsOpened counts the upgrades (WebSocket and others) members answered with 101.
 	TunnelsOpened uint64        `json:"tunnels_opened"`
 	Learned       LearnedStatus `json:"learned_sessions"`
+	// Shared is the shared store (session.shared); absent without one.
+	Shared *SharedStatus `json:"shared_store,omitempty"`
 	// Listeners are the client listeners, with their certificates.
 	Listeners []ListenerStatus `json:"listeners"`
 }
@@ -446,6 +448,7 @@ func (s *Server) groupsStatus() GroupsStatus {
 	}
 	cs := s.cache.Stats()
 	out.Learned = LearnedStatus(cs)
+	out.Shared = s.sharedStatus()
 	out.Listeners = s.listenersStatus()
 	for _, g := range snap.table.Groups {
 		gs := GroupStatus{

@@ -31,7 +31,9 @@ func (s *Server) learn(snap *snapshot, g *router.Group, m *router.Member, resp *
 				Msg("member issues session ids with a route that is not its configured route: set the member's route to the application server's jvmRoute or clone id exactly (case-sensitive)")
 		}
 	}
-	s.cache.Learn(router.HashKey(key), m.State.Num())
+	keyHash := router.HashKey(key)
+	s.cache.Learn(keyHash, m.State.Num())
+	s.share(keyHash, m)
 	// ristretto applies writes asynchronously: without waiting, the client's next
 	// request can arrive first and be hashed to another member (TestLearnedBindingVisibleAtOnce
 	// saw 102-139 of 1,600 new sessions misrouted). This costs a wait only on the

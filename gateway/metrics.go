@@ -38,6 +38,12 @@ import (
 //	sessiongate_sessions_learned_total                  sessions learned from member responses
 //	sessiongate_learned_{hits,misses,sets,refreshes,drops,rejections,evictions}_total
 //	sessiongate_learned_entries                         learned-session cache size now
+//	sessiongate_shared_store_up                         1, or 0 while degraded (with session.shared only)
+//	sessiongate_shared_store_reads_total{result}        local misses read from Redis: hit, miss, timeout, error, skipped
+//	sessiongate_shared_store_writes_total{result}       bindings written to Redis: ok, error, dropped, skipped
+//	sessiongate_shared_store_client_cache_hits_total    reads answered without a round trip
+//	sessiongate_shared_store_read_duration_seconds      histogram of the reads that asked
+//	sessiongate_shared_store_{write_queue,invalidations_total,degradations_total}
 //	sessiongate_open_connections                        client connections open now
 //	sessiongate_inflight_requests                       requests being proxied now
 //	sessiongate_tunnels_opened_total                    tunnels opened (upgrades answered 101)
@@ -70,11 +76,12 @@ type reloadStats struct {
 }
 
 // configHash is a short fingerprint of cfg, to tell which configuration each gateway
-// runs: the first 16 hex digits of the SHA-256 of its JSON form. The admin token is
-// left out, so that the fingerprint does not help guessing it.
+// runs: the first 16 hex digits of the SHA-256 of its JSON form. The admin token and
+// the Redis password are left out, so that the fingerprint does not help guessing them.
 func configHash(cfg *config.Config) string {
 	c := *cfg
 	c.Admin.Token = ""
+	c.Session.Shared.Redis.Password = ""
 	b, err := json.Marshal(&c)
 	if err != nil {
 		panic("BUG: gateway: config.Config does not encode as JSON: " + err.Error())
@@ -162,6 +169,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 	}
 	p.family("sessiongate_learned_entries", "gauge", "Bindings held in the learned-session cache (approximate).")
 	p.gauge(cs.Entries, "sessiongate_learned_entries")
+	s.writeSharedMetrics(p)
 
 	p.family("sessiongate_open_connections", "gauge", "Client connections open now.")
 	p.gauge(uint64(max(s.srv.GetOpenConnectionsCount(), 0)), "sessiongate_open_connections")

@@ -251,6 +251,7 @@ func (s *Server) rebind(snap *snapshot, keyHash uint64, m *router.Member) {
 	// already there: look before writing, as a write costs more than a read.
 	if num, ok := s.cache.Lookup(keyHash); !ok || num != m.State.Num() {
 		s.cache.Learn(keyHash, m.State.Num())
+		s.share(keyHash, m)
 	}
 }
 

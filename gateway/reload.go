@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"os"
+	"reflect"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -95,7 +96,8 @@ func (s *Server) reloadOK(cfg *config.Config) {
 }
 
 // restartOnly lists the fields that changed between a and b but apply only at start:
-// the listeners, the client-facing server limits and the learned-session cache size.
+// the listeners, the client-facing server limits, the learned-session cache size and the
+// shared store (its connections and goroutines are made once, in New).
 func restartOnly(a, b *config.Config) []string {
 	var out []string
 	if a.Listen != b.Listen {
@@ -122,6 +124,9 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Session.Learned != b.Session.Learned {
 		out = append(out, "session.learned")
+	}
+	if !reflect.DeepEqual(a.Session.Shared, b.Session.Shared) {
+		out = append(out, "session.shared")
 	}
 	if a.Session.BoundWindow != b.Session.BoundWindow {
 		out = append(out, "session.bound_window")

@@ -43,8 +43,14 @@ type Server struct {
 	snap   atomic.Pointer[snapshot]
 	states *router.States
 	cache  *sessioncache.Cache
-	health *health.Checker
-	series *series // the status page's samples (series.go)
+	// shared is the optional shared store (session.shared), sharedCfg its settings at
+	// start, and store what the learned resolver reads: the cache, or bindings over
+	// both.
+	shared    *sessioncache.Shared
+	sharedCfg config.Shared
+	store     router.Store
+	health    *health.Checker
+	series    *series // the status page's samples (series.go)
 
 	srv   *fasthttp.Server
 	admin *fasthttp.Server
@@ -79,8 +85,9 @@ type snapshot struct {
 	// to reuse: an unchanged tls block keeps its pools and active checks across reloads.
 	tls map[memberTLSKey]*tls.Config
 
-	keyHeader   []byte   // session.header, nil when unset
-	cookieNames []string // session.cookies, as strings for fasthttp's PeekCookie
+	byID        map[string]*router.Member // table.Members by id (shared bindings hold ids)
+	keyHeader   []byte                    // session.header, nil when unset
+	cookieNames []string                  // session.cookies, as strings for fasthttp's PeekCookie
 	urlParam    []byte
 	learn       bool            // the chain has the learned resolver
 	tlsAffinity bool            // the chain has tls: keyless TLS requests are keyed by their TLS session
@@ -159,9 +166,20 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		out:    rawOutput(log),
 		states: router.NewStates(),
 		cache:  cache,
+		store:  cache,
+	}
+	if s.shared, err = s.newShared(cfg, cache); err != nil {
+		cache.Close()
+		s.clock.Stop()
+		return nil, err
+	}
+	if s.shared != nil {
+		s.sharedCfg = cfg.Session.Shared
+		s.store = &bindings{local: cache, shared: s.shared, snap: &s.snap}
 	}
 	snap, err := s.build(cfg)
 	if err != nil {
+		s.closeShared()
 		cache.Close()
 		s.clock.Stop()
 		return nil, err
@@ -211,7 +229,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 		case router.ResolveRoute:
 			spec.Chain = append(spec.Chain, router.RouteResolver(format))
 		case router.ResolveLearned:
-			spec.Chain = append(spec.Chain, router.LearnedResolver(s.cache))
+			spec.Chain = append(spec.Chain, router.LearnedResolver(s.store))
 			learn = true
 		case router.ResolveHash:
 			spec.Chain = append(spec.Chain, router.HashResolver())
@@ -274,6 +292,10 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 		accessOn:       cfg.Log.Access,
 		accessSample:   uint64(max(cfg.Log.AccessSample, 1)),
 		accessCombined: cfg.Log.AccessFormat == "combined",
+	}
+	snap.byID = make(map[string]*router.Member, len(table.Members))
+	for _, m := range table.Members {
+		snap.byID[m.ID] = m
 	}
 	snap.cookieNames = append(snap.cookieNames, cfg.Session.Cookies...)
 	snap.pathReject = cfg.Server.PathNormalization == config.PathReject
@@ -490,6 +512,7 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 	for _, c := range s.snap.Load().clients {
 		c.CloseIdleConnections()
 	}
+	s.closeShared()
 	s.cache.Close()
 	s.clock.Stop()
 	if err != nil {

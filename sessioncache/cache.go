@@ -101,20 +101,29 @@ func (c *Cache) tick() {
 // for concurrent use; allocation-free apart from that and from ristretto's own read
 // buffers.
 func (c *Cache) Lookup(keyHash uint64) (uint32, bool) {
+	num, ok, _ := c.LookupRefresh(keyHash)
+	return num, ok
+}
+
+// LookupRefresh is Lookup that also reports whether it wrote the binding again
+// (refreshed), so that a shared store behind the cache can be refreshed too. Same
+// guarantees as Lookup.
+func (c *Cache) LookupRefresh(keyHash uint64) (num uint32, ok, refreshed bool) {
 	v, ok := c.c.Get(keyHash)
 	if !ok {
-		return 0, false
+		return 0, false, false
 	}
 	num, at := unpack(v)
 	now := c.now.Load()
 	if now-at > c.ttlSecs {
-		return 0, false // expired: the next Learn writes over it
+		return 0, false, false // expired: the next Learn writes over it
 	}
 	if now-at >= c.refreshAt {
 		c.refreshes.Add(1)
 		c.set(keyHash, pack(num, now))
+		return num, true, true
 	}
-	return num, true
+	return num, true, false
 }
 
 // Learn binds keyHash to member number num. It reports false when ristretto dropped the

@@ -9,5 +9,11 @@
 // only keeps keys that carry no usable route on the member that issued them. Drops and
 // rejections are counted and exported by Stats.
 //
-// It does not import fasthttp or router; the gateway feeds it key hashes and numbers.
+// Shared is the optional second tier: the same bindings in Redis, keyed by key hash
+// and holding member ids, so that gateway instances see each other's learned sessions
+// and moves. Its reads are bounded by a budget and its writes are asynchronous; when
+// Redis fails it stops asking it and probes it in the background. It is a hint too.
+//
+// It does not import fasthttp or router; the gateway feeds it key hashes, numbers and
+// member ids.
 package sessioncache

@@ -7,14 +7,16 @@ import (
 	"time"
 
 	"github.com/sessiongate/sessiongate/bench"
+	"github.com/sessiongate/sessiongate/internal/redistest"
 )
 
 // TestThreeInstances runs three gateway processes of this binary on one configuration
 // in front of the same members, each request of each client to a random instance, one
 // member killed halfway: in every affinity mode every session stays on its member (and
 // the killed member's sessions move once, alike everywhere), with no failed request.
-// The learned-local control (bindings learned by each instance alone) must break
-// sessions, or the check could not see a violation.
+// learned-redis shares learned bindings through a real redis-server. The learned-local
+// control (bindings learned by each instance alone) must break sessions, or the check
+// could not see a violation.
 func TestThreeInstances(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs three gateway processes")
@@ -22,8 +24,9 @@ func TestThreeInstances(t *testing.T) {
 	bin := buildStatic(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	modes := []string{bench.InstancesRoute, bench.InstancesCookie, bench.InstancesHash, bench.InstancesLearnedLocal}
-	rs, err := bench.RunInstances(ctx, bench.InstancesOptions{Executable: bin, Instances: 3, Sessions: 150, Requests: 20, Modes: modes})
+	modes := []string{bench.InstancesRoute, bench.InstancesCookie, bench.InstancesHash, bench.InstancesLearnedRedis, bench.InstancesLearnedLocal}
+	redis := redistest.Start(t) // skips without redis-server, but under CI
+	rs, err := bench.RunInstances(ctx, bench.InstancesOptions{Executable: bin, Instances: 3, Sessions: 150, Requests: 20, Modes: modes, Redis: redis.Addr})
 	var table bytes.Buffer
 	bench.WriteInstances(&table, rs)
 	t.Logf("\n%s", table.String())
