@@ -307,8 +307,10 @@ func TestAllocsWSFrames(t *testing.T) {
 // local hit, without ristretto (STYLE.md: guards do not measure it).
 type hitStore struct{ num uint32 }
 
-func (h hitStore) LookupRefresh(uint64) (uint32, bool, bool) { return h.num, true, false }
-func (h hitStore) Learn(uint64, uint32) bool                 { return true }
+func (h hitStore) LookupRefreshAt(uint64) (uint32, uint32, bool, bool) { return h.num, 5, true, false }
+func (h hitStore) Learn(uint64, uint32) bool                           { return true }
+func (h hitStore) LearnAbsent(uint64) bool                             { return true }
+func (h hitStore) Now() uint32                                         { return 10 }
 
 var sinkNum uint32
 
@@ -316,12 +318,17 @@ var sinkNum uint32
 // configured, on a local hit: as free as the cache alone. (The shared read of a local
 // miss allocates, by design: BenchmarkSharedLookup measures it.)
 func TestAllocsBindingsLocalHit(t *testing.T) {
-	var b router.Store = &bindings{local: hitStore{num: 3}}
 	keyHash := router.HashKey([]byte("6F1A2B3C4D5E6F708192A3B4C5D6E7F8"))
-	if n := testing.AllocsPerRun(1000, func() {
-		num, _ := b.Lookup(keyHash)
-		sinkNum += num
-	}); n != 0 {
-		t.Fatalf("bindings.Lookup (local hit): %v allocs/op, want 0", n)
+	for _, c := range []struct {
+		name string
+		num  uint32
+	}{{"local hit", 3}, {"known absence (a routed session)", 0}} {
+		var b router.Store = &bindings{local: hitStore{num: c.num}}
+		if n := testing.AllocsPerRun(1000, func() {
+			num, _ := b.Lookup(keyHash)
+			sinkNum += num
+		}); n != 0 {
+			t.Fatalf("bindings.Lookup (%s): %v allocs/op, want 0", c.name, n)
+		}
 	}
 }

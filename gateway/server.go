@@ -168,14 +168,16 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		cache:  cache,
 		store:  cache,
 	}
-	if s.shared, err = s.newShared(cfg, cache); err != nil {
+	b := &bindings{local: cache, snap: &s.snap}
+	if s.shared, err = s.newShared(cfg, cache, b); err != nil {
 		cache.Close()
 		s.clock.Stop()
 		return nil, err
 	}
 	if s.shared != nil {
 		s.sharedCfg = cfg.Session.Shared
-		s.store = &bindings{local: cache, shared: s.shared, snap: &s.snap}
+		b.shared = s.shared
+		s.store = b
 	}
 	snap, err := s.build(cfg)
 	if err != nil {

@@ -15,9 +15,15 @@ import (
 // localStore is the learned-session cache as bindings uses it: an interface so that
 // the allocation guard measures bindings' own code, not ristretto's buffers.
 type localStore interface {
-	LookupRefresh(keyHash uint64) (num uint32, ok, refreshed bool)
+	LookupRefreshAt(keyHash uint64) (num, at uint32, ok, refreshed bool)
 	Learn(keyHash uint64, num uint32) bool
+	LearnAbsent(keyHash uint64) bool
+	Now() uint32
 }
+
+// absentTTL bounds how long a known absence is believed without asking Redis again:
+// as long as the client-side cache keeps an answer, the bound on a lost invalidation.
+const absentTTL = 60
 
 // bindings is the learned resolver's router.Store when session.shared is set: the
 // local cache first, then the shared store within its budget. Redis holds member ids
@@ -27,6 +33,9 @@ type bindings struct {
 	local  localStore
 	shared *sessioncache.Shared
 	snap   *atomic.Pointer[snapshot]
+	// epoch is the cache second from which known absences count: Redis's flush of
+	// this instance's tracking (a lost connection) voids those written before it.
+	epoch atomic.Uint32
 }
 
 // Lookup returns the member number bound to keyHash. Safe for concurrent use. A local
@@ -34,9 +43,19 @@ type bindings struct {
 // per half TTL, queues a write to the shared store. A local miss reads the shared
 // store, which allocates and may wait up to session.shared.budget
 // (BenchmarkSharedLookup); a hit there is copied into the local cache.
+//
+// Redis answering "no binding" is kept locally too (sessioncache.Absent), for
+// absentTTL seconds or until Redis invalidates the key: a session routed by the route
+// id in its key (WebSphere, Tomcat) is in no binding, and would otherwise ask Redis (or
+// its client-side cache, which allocates) on every request.
 func (b *bindings) Lookup(keyHash uint64) (uint32, bool) {
-	num, ok, refreshed := b.local.LookupRefresh(keyHash)
-	if ok {
+	num, at, ok, refreshed := b.local.LookupRefreshAt(keyHash)
+	switch {
+	case ok && num == sessioncache.Absent:
+		if at >= b.epoch.Load() && b.local.Now()-at <= absentTTL {
+			return 0, false
+		}
+	case ok:
 		if refreshed {
 			if m := b.snap.Load().memberByNum(num); m != nil {
 				b.shared.Refresh(keyHash, m.ID)
@@ -45,6 +64,10 @@ func (b *bindings) Lookup(keyHash uint64) (uint32, bool) {
 		return num, true
 	}
 	id, r := b.shared.Lookup(keyHash)
+	if r == sessioncache.ReadMiss {
+		b.local.LearnAbsent(keyHash)
+		return 0, false
+	}
 	if r != sessioncache.ReadHit {
 		return 0, false
 	}
@@ -80,7 +103,7 @@ func (s *Server) share(keyHash uint64, m *router.Member) {
 }
 
 // newShared starts the shared store of cfg, or returns nil when it has none.
-func (s *Server) newShared(cfg *config.Config, cache *sessioncache.Cache) (*sessioncache.Shared, error) {
+func (s *Server) newShared(cfg *config.Config, cache *sessioncache.Cache, b *bindings) (*sessioncache.Shared, error) {
 	sh := cfg.Session.Shared
 	if len(sh.Redis.Addresses) == 0 {
 		return nil, nil
@@ -115,6 +138,9 @@ func (s *Server) newShared(cfg *config.Config, cache *sessioncache.Cache) (*sess
 		// A binding this instance read changed in Redis (a move on another instance):
 		// forget the local copy, so that the next request reads the new one.
 		OnInvalidate: cache.Forget,
+		// Redis no longer tracks what this instance read: known absences written up
+		// to now are void (bindings.Lookup asks again).
+		OnFlush: func() { b.epoch.Store(cache.Now() + 1) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: session.shared: %w", err)

@@ -361,3 +361,47 @@ func TestSharedStoreCost(t *testing.T) {
 	}
 	t.Logf("MEMORY USAGE of one binding (id %q): %s bytes", m1.ID, used)
 }
+
+// TestSharedStoreRoutedSessions: a session routed by its WebSphere clone id asks Redis
+// once per instance (the absence of a binding is then known locally), not on every
+// request; when another instance moves it, Redis invalidates that absence and the next
+// request follows the move.
+func TestSharedStoreRoutedSessions(t *testing.T) {
+	r := redistest.Start(t)
+	members := []config.Member{
+		routed(gwMember("m1", startFastMember(t, idMember("m1"))), "Node1"),
+		routed(gwMember("m2", startFastMember(t, idMember("m2"))), "Node2"),
+		routed(gwMember("m3", startFastMember(t, idMember("m3"))), "Node3"),
+	}
+	a, addrA := startGateway(t, sharedConfig(r, members...), zerolog.Nop())
+	b, addrB := startGateway(t, sharedConfig(r, members...), zerolog.Nop())
+	c := newHTTPClient(t)
+	const key = "0000ABCDEFGHIJKLMNOPQRSTUVW:Node1"
+	before := b.shared.Stats().Reads
+	for range 50 {
+		if _, body := httpGet(t, c, "http://"+addrB+"/fb/page", key); bodyField(body, "member") != "m1" {
+			t.Fatalf("routed %s through B: %q", key, body)
+		}
+	}
+	after := b.shared.Stats().Reads
+	reads := after[sessioncache.ReadMiss] + after[sessioncache.ReadHit] - before[sessioncache.ReadMiss] - before[sessioncache.ReadHit]
+	if reads != 1 {
+		t.Fatalf("50 requests of a routed session through B read the shared store %d times, want 1", reads)
+	}
+
+	setDown(t, a, "m1") // on A only
+	_, body := httpGet(t, c, "http://"+addrA+"/fb/page", key)
+	to := bodyField(body, "member")
+	if to == "m1" {
+		t.Fatalf("through A with m1 down: %q", body)
+	}
+	waitFor(t, "B to drop the known absence (invalidation)", func() bool {
+		_, _, ok, _ := b.Cache().LookupRefreshAt(router.HashKey([]byte(key)))
+		return !ok
+	})
+	for range 3 {
+		if _, body := httpGet(t, c, "http://"+addrB+"/fb/page", key); bodyField(body, "member") != to {
+			t.Fatalf("through B after A moved %s to %s: %q", key, to, body)
+		}
+	}
+}

@@ -109,22 +109,42 @@ func (c *Cache) Lookup(keyHash uint64) (uint32, bool) {
 // (refreshed), so that a shared store behind the cache can be refreshed too. Same
 // guarantees as Lookup.
 func (c *Cache) LookupRefresh(keyHash uint64) (num uint32, ok, refreshed bool) {
+	num, _, ok, refreshed = c.LookupRefreshAt(keyHash)
+	return num, ok, refreshed
+}
+
+// Absent is the member number of a known absence (LearnAbsent): a shared store in
+// front of which the cache keeps "the store has no binding for this key", so that a
+// session routed by its key does not ask the store on every request. Member numbers
+// start at 1.
+const Absent = 0
+
+// LookupRefreshAt is LookupRefresh that also returns the second (Now) the entry was
+// written. An Absent entry is returned as it is, and never refreshed: its holder judges
+// its age.
+func (c *Cache) LookupRefreshAt(keyHash uint64) (num, at uint32, ok, refreshed bool) {
 	v, ok := c.c.Get(keyHash)
 	if !ok {
-		return 0, false, false
+		return 0, 0, false, false
 	}
-	num, at := unpack(v)
+	num, at = unpack(v)
 	now := c.now.Load()
 	if now-at > c.ttlSecs {
-		return 0, false, false // expired: the next Learn writes over it
+		return 0, 0, false, false // expired: the next Learn writes over it
 	}
-	if now-at >= c.refreshAt {
+	if num != Absent && now-at >= c.refreshAt {
 		c.refreshes.Add(1)
 		c.set(keyHash, pack(num, now))
-		return num, true, true
+		return num, at, true, true
 	}
-	return num, true, false
+	return num, at, true, false
 }
+
+// LearnAbsent notes that the shared store has no binding for keyHash (Absent).
+func (c *Cache) LearnAbsent(keyHash uint64) bool { return c.set(keyHash, pack(Absent, c.now.Load())) }
+
+// Now is the cache's clock: seconds since it started, as LookupRefreshAt's at.
+func (c *Cache) Now() uint32 { return c.now.Load() }
 
 // Learn binds keyHash to member number num. It reports false when ristretto dropped the
 // write at once; admission may still refuse it later (counted in Stats.Rejections).

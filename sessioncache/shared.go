@@ -52,6 +52,9 @@ type SharedConfig struct {
 	// tracking) after this instance read it, from rueidis' reader goroutine: it must
 	// be quick. The gateway forgets its local copy. Optional.
 	OnInvalidate func(keyHash uint64)
+	// OnFlush is told that Redis invalidated every key this instance read (a lost
+	// connection, a FLUSHALL): what was read before is no longer tracked.
+	OnFlush func()
 }
 
 // ReadResult is the outcome of a shared read.
@@ -492,8 +495,15 @@ func (s *Shared) parseKey(key string) (uint64, bool) {
 
 // invalidated is rueidis' OnInvalidations: keys Redis reports changed. nil means
 // everything (a flush, or a lost connection): the local cache keeps its bindings,
-// which are hints, rather than sending every session to Redis again.
+// which are hints, rather than sending every session to Redis again; OnFlush lets its
+// holder drop what it knew only from Redis (known absences).
 func (s *Shared) invalidated(keys []rueidis.RedisMessage) {
+	if keys == nil {
+		if s.cfg.OnFlush != nil {
+			s.cfg.OnFlush()
+		}
+		return
+	}
 	for i := range keys {
 		k, err := keys[i].ToString()
 		if err != nil {
