@@ -21,9 +21,6 @@ type localStore interface {
 	Now() uint32
 }
 
-// absentTTL bounds how long a known absence is believed without asking Redis again:
-// as long as the client-side cache keeps an answer, the bound on a lost invalidation.
-const absentTTL = 60
 
 // bindings is the learned resolver's router.Store when session.shared is set: the
 // local cache first, then the shared store within its budget. Redis holds member ids
@@ -44,15 +41,18 @@ type bindings struct {
 // store, which allocates and may wait up to session.shared.budget
 // (BenchmarkSharedLookup); a hit there is copied into the local cache.
 //
-// Redis answering "no binding" is kept locally too (sessioncache.Absent), for
-// absentTTL seconds or until Redis invalidates the key: a session routed by the route
-// id in its key (WebSphere, Tomcat) is in no binding, and would otherwise ask Redis (or
-// its client-side cache, which allocates) on every request.
+// Redis answering "no binding" is kept locally too (sessioncache.Absent), until Redis
+// invalidates the key (it tracks every key this instance read, as long as the
+// connection lives: a write by another instance, or an eviction from Redis's tracking
+// table, sends the invalidation), the connection is lost (OnFlush), or the cache's TTL
+// passes: a session routed by the route id in its key (WebSphere, Tomcat) is in no
+// binding, and would otherwise ask Redis (or the client-side cache, which allocates)
+// on every request.
 func (b *bindings) Lookup(keyHash uint64) (uint32, bool) {
 	num, at, ok, refreshed := b.local.LookupRefreshAt(keyHash)
 	switch {
 	case ok && num == sessioncache.Absent:
-		if at >= b.epoch.Load() && b.local.Now()-at <= absentTTL {
+		if at >= b.epoch.Load() {
 			return 0, false
 		}
 	case ok:
