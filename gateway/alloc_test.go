@@ -5,8 +5,10 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -332,3 +334,60 @@ func TestAllocsBindingsLocalHit(t *testing.T) {
 		}
 	}
 }
+
+// h2Writer is a reusable http.ResponseWriter for TestAllocsH2Bridge.
+type h2Writer struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (w *h2Writer) Header() http.Header         { return w.h }
+func (w *h2Writer) WriteHeader(code int)        { w.code = code }
+func (w *h2Writer) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+// TestAllocsH2Bridge measures what bridging an HTTP/2 request to the request path
+// costs in allocations, on top of the standard library's HTTP/2 server (its framing,
+// header decoding and http.Request are its own): the fasthttp request made from the
+// http.Request, handle, and the answer's headers copied back. It is held to a budget
+// (the HTTP/1.1 path is at handleAllocsBudget).
+func TestAllocsH2Bridge(t *testing.T) {
+	cfg := config.Default()
+	cfg.Admin.Listen = ""
+	cfg.Log.Access = false
+	cfg.TargetGroups = []config.Group{config.NewGroup("fb", "/fb", config.NewMember("n1", "127.0.0.1:1"), config.NewMember("n2", "127.0.0.1:2"))}
+	s, err := New(&cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(0)
+	const answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nmember=n?\n"
+	for _, c := range s.snap.Load().clients {
+		member := &memConn{resp: []byte(answer)}
+		c.Dial = func(string) (net.Conn, error) { return member, nil }
+	}
+	hc := &h2Conn{Conn: &memConn{}, info: &listenerInfo{port: []byte("443")}}
+	req, _ := http.NewRequest(http.MethodGet, "https://app.example.com/fb/account?x=1", nil)
+	req.RequestURI = "/fb/account?x=1"
+	req.Header.Set("Cookie", "theme=dark")
+	req.Header.Add("Cookie", "JSESSIONID=0000A1B2C3D4E5F6G7H8I9J0K1L:n2:n1")
+	req.Header.Set("User-Agent", "test")
+	req = req.WithContext(context.WithValue(req.Context(), h2ConnKey{}, hc))
+	w := &h2Writer{h: http.Header{}}
+	f := func() {
+		clear(w.h)
+		s.serveH2(w, req)
+		if w.code != 200 {
+			t.Fatalf("status %d", w.code)
+		}
+	}
+	f()
+	n := testing.AllocsPerRun(1000, f)
+	t.Logf("HTTP/2 bridge: %v allocs per request (HTTP/1.1 path budget: %d)", n, handleAllocsBudget)
+	if n > h2BridgeAllocsBudget {
+		t.Fatalf("serveH2: %v allocs/op, want at most %v", n, h2BridgeAllocsBudget)
+	}
+}
+
+// h2BridgeAllocsBudget is TestAllocsH2Bridge's budget.
+const h2BridgeAllocsBudget = 8

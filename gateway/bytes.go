@@ -9,6 +9,7 @@ var (
 	strXForwardedHost  = []byte("X-Forwarded-Host")
 	strXForwardedPort  = []byte("X-Forwarded-Port")
 	strSetCookie       = []byte("Set-Cookie")
+	strCookie          = []byte("Cookie")
 
 	strStrictTransportSecurity = []byte("Strict-Transport-Security")
 	strRedirectBody            = []byte("308 Permanent Redirect: use https\n")

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -54,24 +57,14 @@ func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 	ctx := h2Ctxs.Get().(*fasthttp.RequestCtx)
 	ctx.Init2(hc, s.fhLog, false)
 	req := &ctx.Request
-	h := &req.Header
-	h.SetMethod(r.Method)
-	h.SetRequestURI(r.RequestURI)
-	h.SetProtocolBytes(strHTTP11)
-	h.SetHost(r.Host)
-	for k, vs := range r.Header {
-		switch k {
-		case "Content-Length", "Expect":
-			continue // the body's length is set with it below; 100-continue is HTTP/2's own
-		case "Cookie":
-			if len(vs) > 1 {
-				h.Set(k, strings.Join(vs, "; "))
-				continue
-			}
-		}
-		for _, v := range vs {
-			h.Add(k, v)
-		}
+	if err := s.h2Head(&req.Header, r); err != nil {
+		// Larger than server.max_header_bytes allows (net/http bounds HTTP/2 heads by
+		// it too, so only the rewriting can push it over).
+		s.stats.errors[kindHeaderTooLarge].Add(1)
+		http.Error(w, "431 Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+		req.Reset()
+		h2Ctxs.Put(ctx)
+		return
 	}
 	if r.ContentLength > 0 || r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
 		req.SetBodyStream(r.Body, int(r.ContentLength))
@@ -81,13 +74,21 @@ func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 
 	resp := &ctx.Response
 	wh := w.Header()
+	// One backing array for the values of every header: one allocation, not one per
+	// header; common names are not copied.
+	vals := make([]string, 0, resp.Header.Len())
 	for k, v := range resp.Header.All() {
 		switch string(k) {
 		case "Content-Length", "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Proxy-Connection":
 			continue
 		}
-		key := string(k)
-		wh[key] = append(wh[key], string(v))
+		key := h2HeaderName(k)
+		if prev, ok := wh[key]; ok {
+			wh[key] = append(prev, string(v))
+			continue
+		}
+		vals = append(vals, string(v))
+		wh[key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	if cl := resp.Header.ContentLength(); cl >= 0 {
 		wh["Content-Length"] = []string{strconv.Itoa(cl)}
@@ -108,6 +109,67 @@ func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 	resp.Reset()
 	h2Ctxs.Put(ctx)
 }
+
+// h2HeadBuf is a buffer h2Head writes and parses a request head in.
+type h2HeadBuf struct {
+	b  []byte
+	rd bytes.Reader
+	br *bufio.Reader
+}
+
+var h2Heads sync.Pool
+
+// h2Head makes the HTTP/1.1 head of an HTTP/2 request and parses it into h, as fasthttp
+// parses a head read from a connection: the Cookie header stays as received (setting
+// it field by field would make fasthttp parse the cookies and write them again), and
+// the one parser of the HTTP/1.1 path judges it. Cookie crumbs are joined into one
+// header (RFC 9113 section 8.2.3); Content-Length and Transfer-Encoding come from the
+// body (SetBodyStream), Expect is HTTP/2's own.
+func (s *Server) h2Head(h *fasthttp.RequestHeader, r *http.Request) error {
+	hb, _ := h2Heads.Get().(*h2HeadBuf)
+	if hb == nil {
+		hb = &h2HeadBuf{br: bufio.NewReaderSize(nil, s.snap.Load().cfg.Server.MaxHeaderBytes+4096)}
+	}
+	defer h2Heads.Put(hb)
+	b := append(hb.b[:0], r.Method...)
+	b = append(b, ' ')
+	b = append(b, r.RequestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.Host...)
+	b = append(b, "\r\n"...)
+	for k, vs := range r.Header {
+		switch k {
+		case "Content-Length", "Transfer-Encoding", "Expect", "Host":
+			continue
+		case "Cookie":
+			b = append(b, "Cookie: "...)
+			for i, v := range vs {
+				if i > 0 {
+					b = append(b, "; "...)
+				}
+				b = append(b, v...)
+			}
+			b = append(b, "\r\n"...)
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "\r\n"...)
+	hb.b = b
+	if len(b) > hb.br.Size() {
+		return errH2HeadTooLarge
+	}
+	hb.rd.Reset(b)
+	hb.br.Reset(&hb.rd)
+	return h.Read(hb.br)
+}
+
+var errH2HeadTooLarge = errors.New("gateway: HTTP/2 request head too large for server.max_header_bytes")
 
 // copyFlush copies a streamed body to an HTTP/2 client, flushing after each read so
 // that a body the member sends in parts (server-sent events, a long poll) reaches the
@@ -141,4 +203,23 @@ type stdLogWriter struct{ l zerolog.Logger }
 func (w stdLogWriter) Write(p []byte) (int, error) {
 	w.l.Debug().Str("component", "http2").Msg(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// h2Names are the header names of most answers, so that copying them to an HTTP/2
+// answer does not copy their names.
+var h2Names = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"Content-Type", "Content-Encoding", "Set-Cookie", "Date", "Server", "Cache-Control",
+		"Expires", "Last-Modified", "Etag", "Vary", "Location", "X-Member", "Strict-Transport-Security",
+		"Access-Control-Allow-Origin", "X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy"} {
+		m[n] = n
+	}
+	return m
+}()
+
+func h2HeaderName(k []byte) string {
+	if n, ok := h2Names[string(k)]; ok {
+		return n
+	}
+	return string(k)
 }

@@ -21,7 +21,6 @@ type localStore interface {
 	Now() uint32
 }
 
-
 // bindings is the learned resolver's router.Store when session.shared is set: the
 // local cache first, then the shared store within its budget. Redis holds member ids
 // and the local cache member numbers (per process); bindings translates through the
