@@ -213,7 +213,14 @@ func TestHostileClientHurtsNoOne(t *testing.T) {
 	var members int
 	for i := range n {
 		raw := hostileRequest(r, keys)
+		refused := s.stats.errors[kindMemberRefused].Load()
 		_, m, bad := sendHostile(t, addr, raw)
+		if strings.HasPrefix(bad, "answer 502 ") && s.stats.errors[kindMemberRefused].Load() > refused {
+			// The member refused the request (its head limit is 4096 bytes, the
+			// gateway's 16384) and closed while it was still being written: 502, and
+			// nothing counted against the member (assertHealthy below).
+			bad = ""
+		}
 		if bad != "" {
 			t.Fatalf("request %d %q: %s", i, trimForLog(string(raw)), bad)
 		}

@@ -226,6 +226,9 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 	}
 	st.Inflight.Add(-1)
 	if err != nil {
+		if writeCut(err) {
+			return errMemberRefused // tells nothing of the member's health (memberFault)
+		}
 		if f, ok := memberFault(err, kindOf(err)); ok {
 			s.health.Observe(st, f)
 		}
@@ -408,6 +411,19 @@ func memberFault(err error, k errKind) (health.Fault, bool) {
 		}
 	}
 	return health.OK, false
+}
+
+// writeCut reports whether a member connection was closed or reset while the request
+// was still being written (a write that failed with EPIPE or ECONNRESET). A member that
+// refuses a request (a head larger than its limit, a body it will not take) answers 4xx
+// and closes without reading the rest, so the write fails before its answer is read:
+// the request's doing, not a failing member's, and it must not count against the
+// member (a member that died fails its next connect or check). errStaleConn (a pooled
+// connection the member had closed while idle) is not this: fasthttp retries it.
+func writeCut(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "write" && !errors.Is(err, errStaleConn) &&
+		(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
 }
 
 // retryable reports whether a failed attempt may go to another member: always when the
@@ -757,13 +773,14 @@ const (
 	kindClientBody
 	kindBadVersion
 	kindUploadCut
+	kindMemberRefused
 	numErrKinds
 )
 
 var errKindNames = [numErrKinds]string{
 	"", "no_group", "no_member", "body_too_large", "header_too_large", "bad_request",
 	"client_timeout", "connect", "member_timeout", "member_closed", "member_busy", "member_error", "client_body",
-	"bad_version", "upload_cut",
+	"bad_version", "upload_cut", "member_refused",
 }
 
 // Sentinel errors of the request path; preallocated so that failing costs no allocation.
@@ -776,6 +793,10 @@ var (
 	errClientSlow   = errors.New("gateway: request body too slow: the member's write timeout passed waiting for it")
 	errMemberBody   = errors.New("gateway: member body for an HTTP/1.0 client failed or was larger than 16 MiB")
 	errUploadCut    = errors.New("gateway: the member stopped taking the request body before its end")
+	// errMemberRefused is a member that closed or reset the connection while the
+	// request was still being written: it refused the request (a head over its limit,
+	// a body it would not take) without the gateway reading why.
+	errMemberRefused = errors.New("gateway: the member closed the connection while the request was being written (it refused the request)")
 	errBadTarget    = errors.New("gateway: request target neither origin-form nor an http or https URL")
 	errBadPath      = errors.New("gateway: path with dot segments or encoded slashes (server.path_normalization)")
 	errBareLFInHead = errors.New("gateway: request head with bare LF line endings")
@@ -810,6 +831,8 @@ func kindOf(err error) errKind {
 		return kindClientTimeout
 	case err == errUploadCut:
 		return kindUploadCut
+	case err == errMemberRefused:
+		return kindMemberRefused
 	case errors.As(err, &small):
 		return kindHeaderTooLarge
 	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, errMemberTLS), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout):
