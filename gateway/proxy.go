@@ -785,23 +785,23 @@ var errKindNames = [numErrKinds]string{
 
 // Sentinel errors of the request path; preallocated so that failing costs no allocation.
 var (
-	errNoGroup      = errors.New("gateway: no target group for host and path")
-	errNoMember     = errors.New("gateway: no usable member in group")
-	errBadVersion   = errors.New("gateway: HTTP version not supported")
-	errBadHost      = errors.New("gateway: Host missing, or with userinfo")
-	errBadMethod    = errors.New("gateway: method with lower-case letters")
-	errClientSlow   = errors.New("gateway: request body too slow: the member's write timeout passed waiting for it")
-	errMemberBody   = errors.New("gateway: member body for an HTTP/1.0 client failed or was larger than 16 MiB")
-	errUploadCut    = errors.New("gateway: the member stopped taking the request body before its end")
+	errNoGroup    = errors.New("gateway: no target group for host and path")
+	errNoMember   = errors.New("gateway: no usable member in group")
+	errBadVersion = errors.New("gateway: HTTP version not supported")
+	errBadHost    = errors.New("gateway: Host missing, or with userinfo")
+	errBadMethod  = errors.New("gateway: method with lower-case letters")
+	errClientSlow = errors.New("gateway: request body too slow: the member's write timeout passed waiting for it")
+	errMemberBody = errors.New("gateway: member body for an HTTP/1.0 client failed or was larger than 16 MiB")
+	errUploadCut  = errors.New("gateway: the member stopped taking the request body before its end")
 	// errMemberRefused is a member that closed or reset the connection while the
 	// request was still being written: it refused the request (a head over its limit,
 	// a body it would not take) without the gateway reading why.
 	errMemberRefused = errors.New("gateway: the member closed the connection while the request was being written (it refused the request)")
-	errBadTarget    = errors.New("gateway: request target neither origin-form nor an http or https URL")
-	errBadPath      = errors.New("gateway: path with dot segments or encoded slashes (server.path_normalization)")
-	errBareLFInHead = errors.New("gateway: request head with bare LF line endings")
-	errCLAndTE      = errors.New("gateway: request with both Content-Length and Transfer-Encoding")
-	errBodyTooLarge = errors.New("gateway: request body larger than server.max_body_bytes")
+	errBadTarget     = errors.New("gateway: request target neither origin-form nor an http or https URL")
+	errBadPath       = errors.New("gateway: path with dot segments or encoded slashes (server.path_normalization)")
+	errBareLFInHead  = errors.New("gateway: request head with bare LF line endings")
+	errCLAndTE       = errors.New("gateway: request with both Content-Length and Transfer-Encoding")
+	errBodyTooLarge  = errors.New("gateway: request body larger than server.max_body_bytes")
 	// errClientBody is a request body the client stopped sending before its end.
 	errClientBody = errors.New("gateway: request body incomplete: the client stopped sending")
 	// errMemberHeaderTooLarge is a member response head that does not fit the member
