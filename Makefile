@@ -74,7 +74,8 @@ loadbench:
 	$(GO) run ./cmd/sessiongate bench -duration 10s -peers haproxy,nginx
 
 # The TLS bench (docs/performance.md): sessiongate, HAProxy and NGINX terminating TLS 1.3,
-# keep-alive HTTPS and one new handshake per request, in interleaved rounds; in the
+# keep-alive HTTPS, one new handshake per request and HTTP/2 (4 connections x 16
+# streams; -h2-conns, -h2-streams), in interleaved rounds; in the
 # pinned layout of bench-gate when there are two CPUs and taskset. It reports the ratios
 # to the best peer and fails only on errors or sticky violations (NGINX's excepted).
 BENCH_TLS_ARGS ?= -rounds 3 -duration 4s -warmup 1s -sessions 2000 -conns 16

@@ -38,6 +38,12 @@ type session struct {
 	bound  int    // member index; -1 until known (learned, hashed)
 }
 
+// benchPath and benchHost are what every request of the load asks for.
+const (
+	benchPath = "/fb/account/summary?x=1"
+	benchHost = "app.example.com"
+)
+
 const (
 	cookieBefore = "theme=dark; lang=en; "
 	cookieAfter  = "; _ga=GA1.2.3; csrf=abcdef"
@@ -103,7 +109,8 @@ type load struct {
 	name     string
 	// tls, if set, is the load generator's TLS: each connection handshakes in
 	// tlsDialer.dial. loadKind is the phase's Load; with LoadHandshake every request
-	// asks for Connection: close, so each is sent on a new TLS connection.
+	// asks for Connection: close, so each is sent on a new TLS connection; with LoadH2
+	// the requests are HTTP/2 streams on Options.H2Conns connections (h2.go).
 	tls      *tls.Config
 	loadKind string
 
@@ -128,31 +135,52 @@ func newHist() *hdrhistogram.Histogram {
 // is called when measurement starts and again when it ends.
 func (l *load) run(ctx context.Context, onMeasure func(start bool)) (Phase, error) {
 	ph := Phase{Name: l.name, Load: l.loadKind, Errors: map[string]int64{}}
-	conns := l.opts.Conns
-	hc := &fasthttp.HostClient{
-		Addr:                      l.addr,
-		MaxConns:                  conns,
-		ReadTimeout:               10 * time.Second,
-		WriteTimeout:              10 * time.Second,
-		MaxIdemponentCallAttempts: 1,
-		DisablePathNormalizing:    true,
+	if l.loadKind == LoadH2 && l.tls == nil {
+		return ph, errors.New("bench: the h2 load needs TLS")
 	}
 	var dialer *tlsDialer
 	if l.tls != nil {
 		dialer = &tlsDialer{cfg: l.tls, timeout: 10 * time.Second, measuring: &l.measuring}
-		hc.Dial = dialer.dial
 	}
-	defer hc.CloseIdleConnections()
-	results := make([]workerResult, conns)
+	// workers each send one request at a time: one per connection over HTTP/1.1, one per
+	// stream with LoadH2.
+	workers := l.opts.Conns
+	var work func(w int, mine []*session, next time.Time, interval time.Duration) workerResult
+	if l.loadKind == LoadH2 {
+		workers = l.opts.H2Conns * l.opts.H2Streams
+		clients := newH2Clients(l.opts.H2Conns, dialer)
+		defer closeH2Clients(clients)
+		url := "https://" + l.addr + benchPath
+		work = func(w int, mine []*session, next time.Time, interval time.Duration) workerResult {
+			return l.h2Worker(clients[w%len(clients)], url, mine, next, interval)
+		}
+	} else {
+		hc := &fasthttp.HostClient{
+			Addr:                      l.addr,
+			MaxConns:                  workers,
+			ReadTimeout:               10 * time.Second,
+			WriteTimeout:              10 * time.Second,
+			MaxIdemponentCallAttempts: 1,
+			DisablePathNormalizing:    true,
+		}
+		if dialer != nil {
+			hc.Dial = dialer.dial
+		}
+		defer hc.CloseIdleConnections()
+		work = func(w int, mine []*session, next time.Time, interval time.Duration) workerResult {
+			return l.worker(hc, mine, next, interval)
+		}
+	}
+	results := make([]workerResult, workers)
 	var wg sync.WaitGroup
 	var interval time.Duration
 	if l.opts.Rate > 0 {
-		interval = time.Duration(float64(time.Second) * float64(conns) / l.opts.Rate)
+		interval = time.Duration(float64(time.Second) * float64(workers) / l.opts.Rate)
 	}
 	begin := time.Now()
-	for w := range conns {
+	for w := range workers {
 		var mine []*session
-		for i := w; i < len(l.sessions); i += conns {
+		for i := w; i < len(l.sessions); i += workers {
 			mine = append(mine, l.sessions[i])
 		}
 		if len(mine) == 0 {
@@ -162,7 +190,7 @@ func (l *load) run(ctx context.Context, onMeasure func(start bool)) (Phase, erro
 		go func() {
 			defer wg.Done()
 			// Spread the open-loop schedules of the workers over one interval.
-			results[w] = l.worker(hc, mine, begin.Add(interval*time.Duration(w)/time.Duration(conns)), interval)
+			results[w] = work(w, mine, begin.Add(interval*time.Duration(w)/time.Duration(workers)), interval)
 		}()
 	}
 	ctxDone := ctx.Done()
@@ -269,8 +297,8 @@ func (l *load) worker(hc *fasthttp.HostClient, sessions []*session, next time.Ti
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("/fb/account/summary?x=1")
-	req.Header.SetHost("app.example.com")
+	req.SetRequestURI(benchPath)
+	req.Header.SetHost(benchHost)
 	if l.loadKind == LoadHandshake {
 		req.SetConnectionClose()
 	}
@@ -306,36 +334,51 @@ func (l *load) worker(hc *fasthttp.HostClient, sessions []*session, next time.Ti
 		}
 		got := -1
 		if bad == "" {
-			if got = l.memberIndex(resp.Header.Peek(demo.HeaderMember)); got < 0 {
-				bad = "no_member_id"
-			}
+			got, bad = l.answeredBy(resp.Header.Peek(demo.HeaderMember))
 		}
 		if bad != "" {
-			if measured {
-				res.errors[bad]++
-				l.errs.Add(1)
-			}
+			l.failed(&res, bad, measured)
 			continue
 		}
 		if s.kind == kindLearned && s.cookie == nil {
 			if raw := resp.Header.PeekCookie("JSESSIONID"); len(raw) > 0 && cookie.ParseBytes(raw) == nil {
 				s.cookie = sessionCookie(string(cookie.Value()))
 			}
-			if s.bound < 0 {
-				s.bound = got
-			}
 		}
-		if s.bound < 0 {
-			s.bound = got
-		}
-		if measured {
-			if got != s.bound {
-				res.violations++
-			}
-			_ = res.hist.RecordValue(lat.Nanoseconds())
-		}
+		l.answered(&res, s, got, lat, measured)
 	}
 	return res
+}
+
+// answeredBy is the index of the member whose id the answer names, or "no_member_id".
+func (l *load) answeredBy(id []byte) (int, string) {
+	if i := l.memberIndex(id); i >= 0 {
+		return i, ""
+	}
+	return -1, "no_member_id"
+}
+
+// failed counts a failed request of the kind bad, when measured.
+func (l *load) failed(res *workerResult, bad string, measured bool) {
+	if measured {
+		res.errors[bad]++
+		l.errs.Add(1)
+	}
+}
+
+// answered books a good answer of session s from member got: a session not bound yet
+// is bound to it; when measured, its latency is recorded and an answer from another
+// member than the session's counts as a sticky violation.
+func (l *load) answered(res *workerResult, s *session, got int, lat time.Duration, measured bool) {
+	if s.bound < 0 {
+		s.bound = got
+	}
+	if measured {
+		if got != s.bound {
+			res.violations++
+		}
+		_ = res.hist.RecordValue(lat.Nanoseconds())
+	}
 }
 
 func (l *load) memberIndex(id []byte) int {

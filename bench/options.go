@@ -57,10 +57,18 @@ type Options struct {
 	ReusePort bool
 	// TLS runs the TLS bench instead (`sessiongate bench -tls`): sessiongate and the
 	// peers terminate TLS 1.3 with one certificate made for the run, the members stay
-	// plain HTTP, and each proxy is measured twice per round: keep-alive HTTPS
-	// (LoadKeepAlive) and one new TLS connection per request (LoadHandshake). There is
-	// no direct phase; sessiongate's ratios are to the best peer of each load.
+	// plain HTTP, and each proxy is measured three times per round: keep-alive HTTPS
+	// (LoadKeepAlive) and one new TLS connection per request (LoadHandshake) on the
+	// proxy configured for HTTP/1.1 only, then HTTP/2 (LoadH2) on the same proxy
+	// restarted with HTTP/2 on. There is no direct phase; sessiongate's ratios are to
+	// the best peer of each load.
 	TLS bool
+	// H2Conns is the number of HTTP/2 connections of LoadH2. Default 4.
+	H2Conns int
+	// H2Streams is the number of concurrent streams on each H2Conns connection: one
+	// worker each, one request at a time. Default 16; every proxy of the bench allows
+	// at least 100.
+	H2Streams int
 	// SwapMembers configures the gateway (and peers) with the members' addresses
 	// rotated against their route ids: a wrong configuration whose sticky violations
 	// the bench must see.
@@ -97,6 +105,12 @@ func (o *Options) defaults() error {
 	if o.Rounds == 0 {
 		o.Rounds = 1
 	}
+	if o.H2Conns == 0 {
+		o.H2Conns = 4
+	}
+	if o.H2Streams == 0 {
+		o.H2Streams = 16
+	}
 	if o.Mode == "" {
 		o.Mode = ModeInProcess
 	}
@@ -109,6 +123,10 @@ func (o *Options) defaults() error {
 		return errors.New("bench: duration and requests must not be negative")
 	case o.Rate < 0:
 		return fmt.Errorf("bench: rate %g: must not be negative", o.Rate)
+	case o.H2Conns < 1 || o.H2Conns > 1024:
+		return fmt.Errorf("bench: h2 conns %d: range 1-1024", o.H2Conns)
+	case o.H2Streams < 1 || o.H2Streams > 100:
+		return fmt.Errorf("bench: h2 streams %d: range 1-100 (the lowest stream limit of the proxies, HAProxy's)", o.H2Streams)
 	case o.Rounds < 1 || o.Rounds > 100:
 		return fmt.Errorf("bench: rounds %d: range 1-100", o.Rounds)
 	case o.Members < 1 || o.Members > 64:

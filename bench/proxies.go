@@ -46,14 +46,15 @@ func gatewayConfig(listen string, reusePort bool, members []*demo.Member, addrs 
 
 // gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`. With
 // certs it has instead one TLS 1.3 listener on listen serving that certificate, with
-// HTTP/2 off: the load generator speaks HTTP/1.1, and the peers offer only that.
-func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []string, certs *certFiles) []byte {
+// HTTP/2 off unless h2: the HTTP/1.1 loads are then served by fasthttp alone, as the
+// peers offer only HTTP/1.1 for them.
+func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) []byte {
 	var b bytes.Buffer
 	if certs == nil {
 		fmt.Fprintf(&b, "listen: %q\n", listen)
 	} else {
-		fmt.Fprintf(&b, "listeners:\n  - address: %q\n    http2: false\n    tls:\n      certificates:\n        - {cert_file: %q, key_file: %q}\n      min_version: \"1.3\"\n",
-			listen, certs.Cert, certs.Key)
+		fmt.Fprintf(&b, "listeners:\n  - address: %q\n    http2: %t\n    tls:\n      certificates:\n        - {cert_file: %q, key_file: %q}\n      min_version: \"1.3\"\n",
+			listen, h2, certs.Cert, certs.Key)
 	}
 	fmt.Fprintf(&b, "reuseport: %t\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", reusePort)
 	fmt.Fprintf(&b, "target_groups:\n  - name: bench\n    path_prefix: /\n    members:\n")
@@ -64,10 +65,11 @@ func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []
 }
 
 // startGateway starts the gateway in front of the members at addrs, in-process or as
-// a child (o.Mode); with certs, behind a TLS listener (see gatewayYAML).
-func startGateway(o Options, members []*demo.Member, addrs []string, certs *certFiles) (*proxy, error) {
+// a child (o.Mode); with certs, behind a TLS listener, with HTTP/2 if h2 (see
+// gatewayYAML).
+func startGateway(o Options, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) (*proxy, error) {
 	if o.Mode == ModeChild {
-		return startGatewayChild(o, members, addrs, certs)
+		return startGatewayChild(o, members, addrs, certs, h2)
 	}
 	cfg := gatewayConfig("127.0.0.1:0", o.ReusePort, members, addrs)
 	want := ""
@@ -78,7 +80,7 @@ func startGateway(o Options, members []*demo.Member, addrs []string, certs *cert
 		if want, err = freeAddr(); err != nil {
 			return nil, err
 		}
-		if cfg, err = config.Parse(gatewayYAML(want, o.ReusePort, members, addrs, certs)); err != nil {
+		if cfg, err = config.Parse(gatewayYAML(want, o.ReusePort, members, addrs, certs, h2)); err != nil {
 			return nil, fmt.Errorf("bench: generated gateway config: %w", err)
 		}
 	}
@@ -103,7 +105,7 @@ func startGateway(o Options, members []*demo.Member, addrs []string, certs *cert
 	}}, nil
 }
 
-func startGatewayChild(o Options, members []*demo.Member, addrs []string, certs *certFiles) (*proxy, error) {
+func startGatewayChild(o Options, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) (*proxy, error) {
 	dir, err := os.MkdirTemp("", "sessiongate-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -113,7 +115,7 @@ func startGatewayChild(o Options, members []*demo.Member, addrs []string, certs 
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	yml := gatewayYAML(addr, o.ReusePort, members, addrs, certs)
+	yml := gatewayYAML(addr, o.ReusePort, members, addrs, certs, h2)
 	if _, err := config.Parse(yml); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("bench: generated gateway config: %w", err)
@@ -199,8 +201,9 @@ func freeAddr() (string, error) {
 }
 
 // startPeer starts HAProxy or NGINX in front of the members, with certs terminating
-// TLS 1.3. When the binary is not installed it returns a nil proxy and a note saying so.
-func startPeer(name string, o Options, members []*demo.Member, addrs []string, certs *certFiles) (*proxy, string, error) {
+// TLS 1.3, and with h2 offering HTTP/2 too. When the binary is not installed it returns
+// a nil proxy and a note saying so.
+func startPeer(name string, o Options, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) (*proxy, string, error) {
 	bin, err := exec.LookPath(name)
 	if err != nil {
 		return nil, name + ": not installed (not on PATH), skipped", nil
@@ -219,12 +222,12 @@ func startPeer(name string, o Options, members []*demo.Member, addrs []string, c
 	note := ""
 	switch name {
 	case "haproxy":
-		conf = haproxyConfig(addr, members, addrs, certs)
+		conf = haproxyConfig(addr, members, addrs, certs, h2)
 		file := filepath.Join(dir, "haproxy.cfg")
 		args = []string{"-db", "-f", file}
 		err = os.WriteFile(file, conf, 0o600)
 	case "nginx":
-		conf = nginxConfig(addr, dir, members, addrs, certs)
+		conf = nginxConfig(addr, dir, members, addrs, certs, h2)
 		file := filepath.Join(dir, "nginx.conf")
 		args = []string{"-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", file}
 		err = os.WriteFile(file, conf, 0o600)
@@ -252,12 +255,18 @@ func startPeer(name string, o Options, members []*demo.Member, addrs []string, c
 // client's order) and Go servers choose, so that all proxies encrypt alike. And
 // `http-reuse always`: by default (safe) the first request of each client connection
 // opens a new member connection, which with one request per TLS connection would
-// measure member connects that the gateway and NGINX (keepalive) do not make.
-func haproxyConfig(listen string, members []*demo.Member, addrs []string, certs *certFiles) []byte {
+// measure member connects that the gateway and NGINX (keepalive) do not make. With h2
+// the bind offers `alpn h2,http/1.1`; HAProxy's HTTP/2 to clients needs nothing else,
+// and its streams go to the members as HTTP/1.1, as the gateway's and NGINX's do.
+func haproxyConfig(listen string, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) []byte {
 	bind, reuse := listen, ""
 	if certs != nil {
+		alpn := "http/1.1"
+		if h2 {
+			alpn = "h2,http/1.1"
+		}
 		reuse = "    http-reuse always\n"
-		bind += " ssl crt " + certs.CertKey + " ssl-min-ver TLSv1.3 alpn http/1.1" +
+		bind += " ssl crt " + certs.CertKey + " ssl-min-ver TLSv1.3 alpn " + alpn +
 			" ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 	}
 	var b bytes.Buffer
@@ -292,11 +301,19 @@ backend bench
 
 // nginxConfig picks an upstream per route with a map of regexes on $cookie_JSESSIONID
 // and falls back to consistent hashing of the cookie. With certs the server terminates
-// TLS 1.3 only; the members stay plain HTTP.
-func nginxConfig(listen, dir string, members []*demo.Member, addrs []string, certs *certFiles) []byte {
+// TLS 1.3 only; the members stay plain HTTP. With h2 it offers HTTP/2 too, written
+// `listen ... ssl http2;`: NGINX 1.22 (Debian 12) knows no `http2 on;` (1.25.1), and
+// later versions still take the listen parameter, with a deprecation warning. NGINX
+// joins the Cookie crumbs of an HTTP/2 request before $cookie_JSESSIONID reads them,
+// and keepalive_requests bounds the streams of an HTTP/2 connection too.
+func nginxConfig(listen, dir string, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) []byte {
 	server := "listen " + listen + ";"
 	if certs != nil {
-		server = "listen " + listen + " ssl;\n        ssl_protocols TLSv1.3;\n        ssl_certificate " + certs.Cert + ";\n        ssl_certificate_key " + certs.Key + ";"
+		ssl := " ssl;"
+		if h2 {
+			ssl = " ssl http2;"
+		}
+		server = "listen " + listen + ssl + "\n        ssl_protocols TLSv1.3;\n        ssl_certificate " + certs.Cert + ";\n        ssl_certificate_key " + certs.Key + ";"
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `daemon off;

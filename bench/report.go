@@ -28,9 +28,13 @@ type Report struct {
 	// ReusePort: the gateway ran one SO_REUSEPORT listener per CPU.
 	ReusePort bool `json:"reuseport,omitempty"`
 	// TLS: the TLS bench (Options.TLS); every phase has a Load.
-	TLS     bool    `json:"tls,omitempty"`
-	Machine Machine `json:"machine"`
-	Phases  []Phase `json:"phases"`
+	TLS bool `json:"tls,omitempty"`
+	// H2Conns and H2Streams are the connections and the concurrent streams on each
+	// of the h2 load (TLS bench only).
+	H2Conns   int     `json:"h2_conns,omitempty"`
+	H2Streams int     `json:"h2_streams,omitempty"`
+	Machine   Machine `json:"machine"`
+	Phases    []Phase `json:"phases"`
 	// Notes say what was skipped and what a figure includes.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -49,8 +53,9 @@ type Machine struct {
 type Phase struct {
 	Name string `json:"name"`
 	// Load is "" in the plain bench. In the TLS bench it is LoadKeepAlive (HTTPS on
-	// kept connections) or LoadHandshake (each request on a new TLS connection, so
-	// RPS is handshakes per second and CPUPerRequest is CPU per handshake).
+	// kept connections), LoadHandshake (each request on a new TLS connection, so
+	// RPS is handshakes per second and CPUPerRequest is CPU per handshake) or LoadH2
+	// (HTTP/2 streams on Report.H2Conns kept connections).
 	Load       string           `json:"load,omitempty"`
 	Requests   int64            `json:"requests"`
 	Seconds    float64          `json:"seconds"`
@@ -87,10 +92,15 @@ type Phase struct {
 	VsHAProxy *Ratios `json:"vs_haproxy,omitempty"`
 	// BestPeer is, in the TLS bench, the peer with the highest RPS of the same Load,
 	// and VsBestPeer this phase's ratios to it (sessiongate only). Target is the
-	// VsBestPeer.RPS that issue 11 aims at: TargetKeepAliveTLS or TargetHandshake.
+	// VsBestPeer.RPS that issue 11 aims at: TargetKeepAliveTLS or TargetHandshake;
+	// 0 for LoadH2, which has none.
 	BestPeer   string  `json:"best_peer,omitempty"`
 	VsBestPeer *Ratios `json:"vs_best_peer,omitempty"`
 	Target     float64 `json:"target_rps_ratio,omitempty"`
+	// VsKeepAlive is, for a LoadH2 phase, its ratios to the LoadKeepAlive phase of the
+	// same proxy: what HTTP/2 costs or saves against HTTP/1.1 (CPU is CPU per request).
+	// Its latency ratios compare H2Conns*H2Streams requests in flight with Conns.
+	VsKeepAlive *Ratios `json:"vs_keep_alive,omitempty"`
 
 	hist    *hdrhistogram.Histogram // latencies of the answered requests
 	cpu     time.Duration           // CPU time of CPUScope
@@ -183,10 +193,15 @@ func (r *Report) computeRatios() {
 }
 
 // computeBestPeerRatios sets, for each load, sessiongate's ratios to the peer with
-// the highest RPS of that load.
+// the highest RPS of that load, and each proxy's h2 ratios to its keep-alive phase.
 func (r *Report) computeBestPeerRatios() {
 	for i := range r.Phases {
 		p := &r.Phases[i]
+		if p.Load == LoadH2 {
+			if ka := r.PhaseLoad(p.Name, LoadKeepAlive); ka != nil {
+				p.VsKeepAlive = ratios(p, ka)
+			}
+		}
 		if p.Name != "sessiongate" {
 			continue
 		}
@@ -197,9 +212,13 @@ func (r *Report) computeBestPeerRatios() {
 				best = q
 			}
 		}
-		p.Target = TargetKeepAliveTLS
-		if p.Load == LoadHandshake {
+		switch p.Load {
+		case LoadHandshake:
 			p.Target = TargetHandshake
+		case LoadH2:
+			p.Target = 0
+		default:
+			p.Target = TargetKeepAliveTLS
 		}
 		if best != nil {
 			p.BestPeer, p.VsBestPeer = best.Name, ratios(p, best)
@@ -296,6 +315,9 @@ func (r *Report) heading() string {
 	if r.ReusePort {
 		b.WriteString(", reuseport")
 	}
+	if r.H2Conns > 0 {
+		fmt.Fprintf(&b, ", h2 %d conns x %d streams", r.H2Conns, r.H2Streams)
+	}
 	if r.Taskset != "" {
 		fmt.Fprintf(&b, ", taskset %s", r.Taskset)
 	}
@@ -349,6 +371,9 @@ func (r *Report) trailer() []string {
 		out = append(out,
 			"handshake: every request on a new TLS 1.3 connection (full handshake, no resumption): req/s is handshakes/s, CPU/req is CPU per handshake and its request",
 			"CPU cores: the proxy's CPU per second; below the cores it may use, the load generator set the rate, so compare CPU/req")
+		if r.H2Conns > 0 {
+			out = append(out, fmt.Sprintf("h2: HTTP/2 (ALPN h2) on %d kept TLS 1.3 connections, %d concurrent streams each, on the proxy restarted with HTTP/2 on; CPU/req is per request (stream)", r.H2Conns, r.H2Streams))
+		}
 	}
 	for _, p := range r.Phases {
 		if p.VsBestPeer == nil {
@@ -361,12 +386,27 @@ func (r *Report) trailer() []string {
 		if p.VsBestPeer.RPS < p.Target {
 			met = "missed"
 		}
-		l := fmt.Sprintf("%s/%s %s (best peer): %s %.2f (target >= %.2f: %s), p50 %.2fx, p99 %.2fx",
-			p.Name, p.BestPeer, p.Load, what, p.VsBestPeer.RPS, p.Target, met, p.VsBestPeer.P50, p.VsBestPeer.P99)
+		target := ""
+		if p.Target > 0 {
+			target = fmt.Sprintf(" (target >= %.2f: %s)", p.Target, met)
+		}
+		l := fmt.Sprintf("%s/%s %s (best peer): %s %.2f%s, p50 %.2fx, p99 %.2fx",
+			p.Name, p.BestPeer, p.Load, what, p.VsBestPeer.RPS, target, p.VsBestPeer.P50, p.VsBestPeer.P99)
 		if p.VsBestPeer.CPU > 0 {
 			l += fmt.Sprintf(", CPU/req %.2fx", p.VsBestPeer.CPU)
 		}
 		out = append(out, l)
+	}
+	for _, p := range r.Phases {
+		if p.VsKeepAlive == nil {
+			continue
+		}
+		// Latencies are left out: the loads have different numbers of requests in flight.
+		l := fmt.Sprintf("%s h2/http1.1 (h2 over keep-alive, same proxy):", p.Name)
+		if p.VsKeepAlive.CPU > 0 {
+			l += fmt.Sprintf(" CPU/req %.2fx,", p.VsKeepAlive.CPU)
+		}
+		out = append(out, l+fmt.Sprintf(" req/s %.2f (%d streams in flight against %d connections)", p.VsKeepAlive.RPS, r.H2Conns*r.H2Streams, r.Conns))
 	}
 	for _, p := range r.Phases {
 		for _, ref := range []struct {

@@ -20,7 +20,7 @@ import (
 // Run measures, in this order and in the same run: direct to one member, the gateway,
 // then each peer in o.Peers; o.Rounds times over, each path's rounds merged into one
 // phase. With o.TLS it measures instead the gateway and each peer over TLS, each with
-// LoadKeepAlive then LoadHandshake (see Options.TLS). It returns the report, with what
+// LoadKeepAlive, LoadHandshake and LoadH2 (see Options.TLS). It returns the report, with what
 // it skipped in its notes.
 // It stops early, returning the phases measured so far, when ctx ends.
 func Run(ctx context.Context, o Options) (*Report, error) {
@@ -32,6 +32,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset, ReusePort: o.ReusePort, Rounds: o.Rounds, TLS: o.TLS,
 		Machine: Machine{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel()},
+	}
+	if o.TLS {
+		r.H2Conns, r.H2Streams = o.H2Conns, o.H2Streams
 	}
 	defer r.computeRatios()
 	members := make([]*demo.Member, o.Members)
@@ -68,7 +71,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.Notes = append(r.Notes, "tls: one ECDSA P-256 certificate from a private CA on every proxy, TLS 1.3 only; the load generator offers X25519 alone, ALPN http/1.1, and keeps no session cache (no resumption); members plain HTTP; no direct phase")
+		r.Notes = append(r.Notes, "tls: one ECDSA P-256 certificate from a private CA on every proxy, TLS 1.3 only; the load generator offers X25519 alone, ALPN http/1.1 (h2 alone in the h2 load), and keeps no session cache (no resumption); members plain HTTP; no direct phase")
+		r.Notes = append(r.Notes, fmt.Sprintf("h2: each proxy restarted with HTTP/2 on (sessiongate http2: true, HAProxy alpn h2,http/1.1, NGINX listen ... ssl http2); Go's HTTP/2 client on %d connections with %d concurrent streams each, Cookie sent as crumbs; members HTTP/1.1", o.H2Conns, o.H2Streams))
 		for round := range o.Rounds {
 			if err := runTLSRound(ctx, o, r, round, members, addrs, certs); err != nil {
 				return r, err
@@ -98,7 +102,7 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 		return err
 	}
 
-	gw, err := startGateway(o, members, addrs, nil)
+	gw, err := startGateway(o, members, addrs, nil, false)
 	if err != nil {
 		return err
 	}
@@ -123,7 +127,7 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 	}
 
 	for _, name := range o.Peers {
-		p, pnote, err := startPeer(name, o, members, addrs, nil)
+		p, pnote, err := startPeer(name, o, members, addrs, nil, false)
 		if err != nil {
 			note(fmt.Sprintf("%s: skipped: %v", name, err))
 			continue
@@ -144,25 +148,31 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 	return nil
 }
 
-// runTLSRound measures the gateway and then each peer over TLS, each with LoadKeepAlive
-// then LoadHandshake on the same running proxy, merging the phases into r's. A proxy
-// that does not start is skipped with a note, the gateway included: its TLS listener
-// is configured from the file format alone.
+// runTLSRound measures the gateway and then each peer over TLS: LoadKeepAlive then
+// LoadHandshake on the proxy configured for HTTP/1.1 alone, then LoadH2 on the same
+// proxy restarted with HTTP/2 on, merging the phases into r's. A proxy that does not
+// start is skipped with a note, the gateway included: its TLS listener is configured
+// from the file format alone.
 func runTLSRound(ctx context.Context, o Options, r *Report, round int, members []*demo.Member, addrs []string, certs *certFiles) error {
 	note := func(s string) {
 		if round == 0 {
 			r.Notes = append(r.Notes, s)
 		}
 	}
-	cfg := certs.clientConfig()
-	both := func(name string, p *proxy, probe *probe) error {
+	h1cfg, h2cfg := certs.clientConfig(), certs.h2ClientConfig()
+	// loads measures kinds on the running proxy p, which it stops.
+	loads := func(name string, p *proxy, probe *probe, cfg *tls.Config, kinds ...string) error {
 		defer p.stop()
-		if params, err := tlsParams(p.addr, cfg); err != nil {
-			note(fmt.Sprintf("%s: %v", name, err))
-		} else {
-			note(name + ": " + params)
+		label := name
+		if cfg == h2cfg {
+			label += " h2"
 		}
-		for _, kind := range []string{LoadKeepAlive, LoadHandshake} {
+		if params, err := tlsParams(p.addr, cfg); err != nil {
+			note(fmt.Sprintf("%s: %v", label, err))
+		} else {
+			note(label + ": " + params)
+		}
+		for _, kind := range kinds {
 			ph, err := measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe, cfg, kind)
 			r.add(ph)
 			if err != nil {
@@ -174,15 +184,18 @@ func runTLSRound(ctx context.Context, o Options, r *Report, round int, members [
 		}
 		return nil
 	}
+	gatewayProbe := func(gw *proxy) *probe {
+		if gw.pid > 0 {
+			return procProbe(gw.pid)
+		}
+		return inProcessProbe()
+	}
 
-	gw, err := startGateway(o, members, addrs, certs)
+	gw, err := startGateway(o, members, addrs, certs, false)
 	if err != nil {
 		note(fmt.Sprintf("sessiongate: skipped: %v", err))
 	} else {
-		probe := inProcessProbe()
-		if gw.pid > 0 {
-			probe = procProbe(gw.pid)
-		}
+		probe := gatewayProbe(gw)
 		if o.CPUProfile != "" && round == 0 {
 			f, err := os.Create(o.CPUProfile)
 			if err != nil {
@@ -192,25 +205,41 @@ func runTLSRound(ctx context.Context, o Options, r *Report, round int, members [
 			note("CPU profile of the first measured sessiongate phase (keep-alive, whole process) in " + o.CPUProfile)
 			probe = profiled(probe, f)
 		}
-		if err := both("sessiongate", gw, probe); err != nil {
+		if err := loads("sessiongate", gw, probe, h1cfg, LoadKeepAlive, LoadHandshake); err != nil {
 			return err
 		}
 	}
+	if gw, err := startGateway(o, members, addrs, certs, true); err != nil {
+		note(fmt.Sprintf("sessiongate h2: skipped: %v", err))
+	} else if err := loads("sessiongate", gw, gatewayProbe(gw), h2cfg, LoadH2); err != nil {
+		return err
+	}
 
 	for _, name := range o.Peers {
-		p, pnote, err := startPeer(name, o, members, addrs, certs)
-		if err != nil {
-			note(fmt.Sprintf("%s: skipped: %v", name, err))
-			continue
-		}
-		if pnote != "" {
-			note(pnote)
-		}
-		if p == nil {
-			continue
-		}
-		if err := both(name, p, procProbe(p.pid)); err != nil {
-			return err
+		for _, h2 := range []bool{false, true} {
+			p, pnote, err := startPeer(name, o, members, addrs, certs, h2)
+			if err != nil {
+				label := name
+				if h2 {
+					label += " h2"
+				}
+				note(fmt.Sprintf("%s: skipped: %v", label, err))
+				continue
+			}
+			if pnote != "" && !h2 {
+				note(pnote)
+			}
+			if p == nil {
+				break // not installed
+			}
+			if h2 {
+				err = loads(name, p, procProbe(p.pid), h2cfg, LoadH2)
+			} else {
+				err = loads(name, p, procProbe(p.pid), h1cfg, LoadKeepAlive, LoadHandshake)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -228,7 +257,7 @@ func (r *Report) add(ph Phase) {
 }
 
 // measure runs one phase and reads the probe around its measured part; with cfg, over
-// TLS with the load of kind (LoadKeepAlive or LoadHandshake).
+// TLS with the load of kind (LoadKeepAlive, LoadHandshake or LoadH2).
 func measure(ctx context.Context, o Options, name, addr string, members []*demo.Member, sessions []*session, probe *probe, cfg *tls.Config, kind string) (Phase, error) {
 	foreign0 := int64(0)
 	for _, m := range members {

@@ -29,6 +29,7 @@ const (
 const (
 	LoadKeepAlive = "keep-alive" // connections handshake once and are kept
 	LoadHandshake = "handshake"  // every request on a new TLS connection, no resumption
+	LoadH2        = "h2"         // HTTP/2 streams on a few kept connections
 )
 
 // certFiles is the one certificate every proxy of a TLS run serves, as PEM files in
@@ -126,6 +127,14 @@ func (f *certFiles) clientConfig() *tls.Config {
 	}
 }
 
+// h2ClientConfig is clientConfig with ALPN h2 alone: a proxy that does not speak
+// HTTP/2 fails the handshake instead of falling back to HTTP/1.1 unseen.
+func (f *certFiles) h2ClientConfig() *tls.Config {
+	c := f.clientConfig()
+	c.NextProtos = []string{"h2"}
+	return c
+}
+
 // tlsDialer dials addr and completes a TLS handshake before it returns the connection,
 // so that the HTTP client above it speaks plain HTTP over TLS and every handshake is
 // counted here.
@@ -138,9 +147,14 @@ type tlsDialer struct {
 }
 
 func (d *tlsDialer) dial(addr string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+	return d.dialContext(context.Background(), "tcp", addr)
+}
+
+// dialContext is dial for net/http's Transport.DialTLSContext (the h2 load).
+func (d *tlsDialer) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	c, err := (&tls.Dialer{Config: d.cfg}).DialContext(ctx, "tcp", addr)
+	c, err := (&tls.Dialer{Config: d.cfg}).DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -188,20 +188,28 @@ func TestPeerTLSConfig(t *testing.T) {
 	}
 	members := []*demo.Member{{ID: "n1", Route: "n1"}, {ID: "n2", Route: "n2"}}
 	addrs := []string{"127.0.0.1:9001", "127.0.0.1:9002"}
+	haproxyCheck := func(file string) *exec.Cmd { return exec.Command("haproxy", "-c", "-q", "-f", file) }
+	nginxCheck := func(file string) *exec.Cmd {
+		return exec.Command("nginx", "-t", "-q", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", file)
+	}
 	for _, tc := range []struct {
 		name  string
 		conf  func(*certFiles) []byte
 		want  []string
 		check func(file string) *exec.Cmd
 	}{
-		{"haproxy", func(c *certFiles) []byte { return haproxyConfig("127.0.0.1:8443", members, addrs, c) },
-			[]string{"bind 127.0.0.1:8443 ssl crt " + certs.CertKey + " ssl-min-ver TLSv1.3 alpn http/1.1", "server n1 127.0.0.1:9001\n"},
-			func(file string) *exec.Cmd { return exec.Command("haproxy", "-c", "-q", "-f", file) }},
-		{"nginx", func(c *certFiles) []byte { return nginxConfig("127.0.0.1:8443", dir, members, addrs, c) },
+		{"haproxy", func(c *certFiles) []byte { return haproxyConfig("127.0.0.1:8443", members, addrs, c, false) },
+			[]string{"bind 127.0.0.1:8443 ssl crt " + certs.CertKey + " ssl-min-ver TLSv1.3 alpn http/1.1 ", "server n1 127.0.0.1:9001\n"},
+			haproxyCheck},
+		{"haproxy/h2", func(c *certFiles) []byte { return haproxyConfig("127.0.0.1:8443", members, addrs, c, true) },
+			[]string{"bind 127.0.0.1:8443 ssl crt " + certs.CertKey + " ssl-min-ver TLSv1.3 alpn h2,http/1.1 ", "server n1 127.0.0.1:9001\n"},
+			haproxyCheck},
+		{"nginx", func(c *certFiles) []byte { return nginxConfig("127.0.0.1:8443", dir, members, addrs, c, false) },
 			[]string{"listen 127.0.0.1:8443 ssl;", "ssl_protocols TLSv1.3;", "ssl_certificate " + certs.Cert + ";", "ssl_certificate_key " + certs.Key + ";", "server 127.0.0.1:9001; keepalive"},
-			func(file string) *exec.Cmd {
-				return exec.Command("nginx", "-t", "-q", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", file)
-			}},
+			nginxCheck},
+		{"nginx/h2", func(c *certFiles) []byte { return nginxConfig("127.0.0.1:8443", dir, members, addrs, c, true) },
+			[]string{"listen 127.0.0.1:8443 ssl http2;", "ssl_protocols TLSv1.3;", "ssl_certificate " + certs.Cert + ";", "server 127.0.0.1:9001; keepalive"},
+			nginxCheck},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plain, withTLS := tc.conf(nil), tc.conf(certs)
@@ -210,8 +218,8 @@ func TestPeerTLSConfig(t *testing.T) {
 					t.Errorf("config does not contain %q:\n%s", w, withTLS)
 				}
 			}
-			if bytes.Contains(plain, []byte("ssl")) {
-				t.Errorf("plain config mentions ssl:\n%s", plain)
+			if bytes.Contains(plain, []byte("ssl")) || bytes.Contains(plain, []byte("h2")) {
+				t.Errorf("plain config mentions ssl or h2:\n%s", plain)
 			}
 			// The affinity rules are those of the plain configuration.
 			affinity := func(b []byte) string {
@@ -226,15 +234,16 @@ func TestPeerTLSConfig(t *testing.T) {
 			if a, b := affinity(plain), affinity(withTLS); a == "" || a != b {
 				t.Errorf("affinity rules differ:\nplain:\n%s\ntls:\n%s", a, b)
 			}
-			if _, err := exec.LookPath(tc.name); err != nil {
-				t.Skipf("%s not installed: configuration file not checked", tc.name)
+			bin, _, _ := strings.Cut(tc.name, "/")
+			if _, err := exec.LookPath(bin); err != nil {
+				t.Skipf("%s not installed: configuration file not checked", bin)
 			}
-			file := filepath.Join(dir, tc.name+".conf")
+			file := filepath.Join(dir, strings.ReplaceAll(tc.name, "/", "-")+".conf")
 			if err := os.WriteFile(file, withTLS, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if out, err := tc.check(file).CombinedOutput(); err != nil {
-				t.Errorf("%s rejects its TLS configuration: %v\n%s\n%s", tc.name, err, out, withTLS)
+				t.Errorf("%s rejects its TLS configuration: %v\n%s\n%s", bin, err, out, withTLS)
 			}
 		})
 	}
@@ -246,13 +255,16 @@ func TestBestPeerRatios(t *testing.T) {
 	ph := func(name, load string, rps float64, cpu time.Duration) Phase {
 		return Phase{Name: name, Load: load, RPS: rps, P50: time.Millisecond, P99: 2 * time.Millisecond, CPUPerRequest: cpu, CPUScope: "proxy process"}
 	}
-	r := &Report{TLS: true, Phases: []Phase{
+	r := &Report{TLS: true, Conns: 16, H2Conns: 4, H2Streams: 16, Phases: []Phase{
 		ph("sessiongate", LoadKeepAlive, 1000, 30*time.Microsecond),
 		ph("sessiongate", LoadHandshake, 170, 300*time.Microsecond),
 		ph("haproxy", LoadKeepAlive, 900, 30*time.Microsecond),
 		ph("haproxy", LoadHandshake, 200, 250*time.Microsecond),
 		ph("nginx", LoadKeepAlive, 950, 20*time.Microsecond),
 		ph("nginx", LoadHandshake, 180, 200*time.Microsecond),
+		ph("sessiongate", LoadH2, 800, 45*time.Microsecond),
+		ph("haproxy", LoadH2, 1000, 33*time.Microsecond),
+		ph("nginx", LoadH2, 900, 25*time.Microsecond),
 	}}
 	r.computeRatios()
 	for _, tc := range []struct {
@@ -262,6 +274,7 @@ func TestBestPeerRatios(t *testing.T) {
 	}{
 		{LoadKeepAlive, "nginx", 1000.0 / 950, TargetKeepAliveTLS},
 		{LoadHandshake, "haproxy", 170.0 / 200, TargetHandshake},
+		{LoadH2, "haproxy", 800.0 / 1000, 0},
 	} {
 		p := r.PhaseLoad("sessiongate", tc.load)
 		if p.BestPeer != tc.best || p.VsBestPeer == nil || p.VsBestPeer.RPS != tc.rps || p.Target != tc.target {
@@ -274,6 +287,18 @@ func TestBestPeerRatios(t *testing.T) {
 	if p := r.PhaseLoad("haproxy", LoadKeepAlive); p.VsBestPeer != nil {
 		t.Errorf("haproxy: ratios to the best peer %+v, want none (sessiongate only)", p.VsBestPeer)
 	}
+	// h2 against keep-alive on the same proxy, for every proxy.
+	for _, tc := range []struct {
+		name string
+		cpu  float64
+	}{{"sessiongate", 1.5}, {"haproxy", 1.1}, {"nginx", 1.25}} {
+		if p := r.PhaseLoad(tc.name, LoadH2); p.VsKeepAlive == nil || p.VsKeepAlive.CPU < tc.cpu-1e-9 || p.VsKeepAlive.CPU > tc.cpu+1e-9 {
+			t.Errorf("%s h2: ratios to keep-alive %+v, want CPU/req %.2f", tc.name, p.VsKeepAlive, tc.cpu)
+		}
+		if p := r.PhaseLoad(tc.name, LoadKeepAlive); p.VsKeepAlive != nil {
+			t.Errorf("%s keep-alive: ratios to keep-alive %+v, want none", tc.name, p.VsKeepAlive)
+		}
+	}
 	var b bytes.Buffer
 	if err := r.WriteTable(&b); err != nil {
 		t.Fatal(err)
@@ -281,7 +306,12 @@ func TestBestPeerRatios(t *testing.T) {
 	for _, want := range []string{
 		"sessiongate/nginx keep-alive (best peer): req/s 1.05 (target >= 1.00: met)",
 		"sessiongate/haproxy handshake (best peer): handshakes/s 0.85 (target >= 0.90: missed)",
+		"sessiongate/haproxy h2 (best peer): req/s 0.80, p50 1.00x, p99 1.00x, CPU/req 1.36x\n",
+		"sessiongate h2/http1.1 (h2 over keep-alive, same proxy): CPU/req 1.50x, req/s 0.80 (64 streams in flight against 16 connections)",
+		"nginx h2/http1.1 (h2 over keep-alive, same proxy): CPU/req 1.25x",
 		"handshakes",
+		", h2 4 conns x 16 streams\n",
+		"h2: HTTP/2 (ALPN h2) on 4 kept TLS 1.3 connections, 16 concurrent streams each",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("WriteTable does not contain %q:\n%s", want, b.String())
@@ -296,15 +326,27 @@ func TestBestPeerRatios(t *testing.T) {
 		"| --- | --- |",
 		"| sessiongate | handshake | 170 |",
 		"- sessiongate/haproxy handshake (best peer): handshakes/s 0.85",
+		"| sessiongate | h2 | 800 |",
+		"- sessiongate h2/http1.1 (h2 over keep-alive, same proxy): CPU/req 1.50x",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("WriteMarkdown does not contain %q:\n%s", want, b.String())
 		}
 	}
+	b.Reset()
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"load": "h2"`, `"vs_keep_alive": {`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("WriteJSON does not contain %q:\n%s", want, b.String())
+		}
+	}
 }
 
-// A TLS run with HAProxy and NGINX when installed: both loads of each, without
-// errors, HAProxy keeps every session, and sessiongate has its ratios to the best peer.
+// A TLS run with HAProxy and NGINX when installed: the three loads of each, h2
+// included, without errors, HAProxy keeps every session, and sessiongate has its
+// ratios to the best peer.
 func TestRunTLSPeers(t *testing.T) {
 	o := shortOptions()
 	o.TLS = true
@@ -318,7 +360,7 @@ func TestRunTLSPeers(t *testing.T) {
 	}
 	r := run(t, o)
 	for _, name := range o.Peers {
-		for _, load := range []string{LoadKeepAlive, LoadHandshake} {
+		for _, load := range []string{LoadKeepAlive, LoadHandshake, LoadH2} {
 			p := r.PhaseLoad(name, load)
 			if p == nil {
 				t.Fatalf("no phase %s %s; notes %q", name, load, r.Notes)
@@ -328,7 +370,7 @@ func TestRunTLSPeers(t *testing.T) {
 			}
 		}
 	}
-	for _, load := range []string{LoadKeepAlive, LoadHandshake} {
+	for _, load := range []string{LoadKeepAlive, LoadHandshake, LoadH2} {
 		p := r.PhaseLoad("sessiongate", load)
 		if p == nil || p.VsBestPeer == nil || !slices.Contains(o.Peers, p.BestPeer) {
 			t.Errorf("sessiongate %s: %+v, want ratios to one of %q", load, p, o.Peers)
@@ -337,8 +379,8 @@ func TestRunTLSPeers(t *testing.T) {
 }
 
 // The gateway's TLS configuration file means what the bench intends: one TLS 1.3
-// listener with the bench certificate, HTTP/2 off, the plain listen shorthand unused,
-// and the same members as the plain bench.
+// listener with the bench certificate, HTTP/2 off but for the h2 load, the plain
+// listen shorthand unused, and the same members as the plain bench.
 func TestGatewayTLSYAML(t *testing.T) {
 	certs, err := newCerts(t.TempDir())
 	if err != nil {
@@ -346,7 +388,7 @@ func TestGatewayTLSYAML(t *testing.T) {
 	}
 	members := []*demo.Member{{ID: "n1", Route: "n1"}, {ID: "n2", Route: "n2"}}
 	addrs := []string{"127.0.0.1:9001", "127.0.0.1:9002"}
-	yml := gatewayYAML("127.0.0.1:8443", false, members, addrs, certs)
+	yml := gatewayYAML("127.0.0.1:8443", false, members, addrs, certs, false)
 	cfg, err := config.Parse(yml)
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, yml)
@@ -361,7 +403,14 @@ func TestGatewayTLSYAML(t *testing.T) {
 	if l.TLS.MinVersion != "1.3" || len(l.TLS.Certificates) != 1 || l.TLS.Certificates[0] != (config.Certificate{CertFile: certs.Cert, KeyFile: certs.Key}) {
 		t.Errorf("listener TLS %+v, want min_version 1.3 and the certificate %s, %s", *l.TLS, certs.Cert, certs.Key)
 	}
-	plain, err := config.Parse(gatewayYAML("127.0.0.1:8080", false, members, addrs, nil))
+	h2, err := config.Parse(gatewayYAML("127.0.0.1:8443", false, members, addrs, certs, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := h2.Listeners[0]; !l.HTTP2 || l.TLS == nil || l.TLS.MinVersion != "1.3" || l.Address != "127.0.0.1:8443" {
+		t.Errorf("h2 listener %+v, want 127.0.0.1:8443 with TLS 1.3 and HTTP/2", l)
+	}
+	plain, err := config.Parse(gatewayYAML("127.0.0.1:8080", false, members, addrs, nil, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,14 +422,15 @@ func TestGatewayTLSYAML(t *testing.T) {
 	}
 }
 
-// The gateway behind its TLS listener, in-process: both loads clean, connections kept
-// in keep-alive, one handshake per request in handshake, and TLS 1.3 negotiated.
+// The gateway behind its TLS listener, in-process: the three loads clean, connections
+// kept in keep-alive and h2, one handshake per request in handshake, TLS 1.3
+// negotiated, and h2 on the listener restarted with HTTP/2.
 func TestRunTLSGateway(t *testing.T) {
 	o := shortOptions()
 	o.TLS = true
 	o.Duration, o.Requests = time.Minute, 300
 	r := run(t, o)
-	for _, load := range []string{LoadKeepAlive, LoadHandshake} {
+	for _, load := range []string{LoadKeepAlive, LoadHandshake, LoadH2} {
 		p := r.PhaseLoad("sessiongate", load)
 		if p == nil {
 			t.Fatalf("no phase sessiongate %s; notes %q", load, r.Notes)
@@ -395,15 +445,25 @@ func TestRunTLSGateway(t *testing.T) {
 		if d := p.Handshakes - want; d < -int64(o.Conns) || d > int64(o.Conns) {
 			t.Errorf("sessiongate %s: %d handshakes for %d requests, want about %d", load, p.Handshakes, p.Requests, want)
 		}
-		if p.VsBestPeer != nil || p.Target == 0 {
+		if p.VsBestPeer != nil || (p.Target == 0) != (load == LoadH2) {
 			t.Errorf("sessiongate %s: ratios %+v with no peer, target %v", load, p.VsBestPeer, p.Target)
 		}
+		if (p.VsKeepAlive != nil) != (load == LoadH2) {
+			t.Errorf("sessiongate %s: ratios to keep-alive %+v, want them for h2 alone", load, p.VsKeepAlive)
+		}
 	}
-	found := false
-	for _, n := range r.Notes {
-		found = found || strings.HasPrefix(n, "sessiongate: TLS 1.3, ") && strings.HasSuffix(n, "TLS 1.2 refused")
+	for _, want := range []string{"sessiongate: TLS 1.3, ", "sessiongate h2: TLS 1.3, "} {
+		found := false
+		for _, n := range r.Notes {
+			found = found || strings.HasPrefix(n, want) && strings.HasSuffix(n, "TLS 1.2 refused")
+		}
+		if !found {
+			t.Errorf("notes %q, want %q...TLS 1.2 refused", r.Notes, want)
+		}
 	}
-	if !found {
-		t.Errorf("notes %q, want sessiongate's negotiated TLS 1.3 and TLS 1.2 refused", r.Notes)
+	if !slices.ContainsFunc(r.Notes, func(n string) bool {
+		return strings.HasPrefix(n, "sessiongate h2: ") && strings.Contains(n, `ALPN "h2"`)
+	}) {
+		t.Errorf("notes %q, want h2 negotiated with sessiongate's HTTP/2 listener", r.Notes)
 	}
 }

@@ -172,7 +172,8 @@ member, through sessiongate and through each peer; every response is checked for
 stickiness. Prints a table, JSON with -json, or Markdown with -markdown. With -memory, measures instead the
 heap and RSS per learned session of the session cache. With -tls, sessiongate and the
 peers terminate TLS 1.3 with one certificate made for the run, and each is measured
-with keep-alive HTTPS and with one new TLS handshake per request, against the best peer.
+with keep-alive HTTPS, with one new TLS handshake per request, and with HTTP/2 streams
+on a few connections (-h2-conns, -h2-streams), against the best peer.
 
 `
 
@@ -210,7 +211,9 @@ func runBench(args []string) int {
 	fs.IntVar(&o.Rounds, "rounds", 1, "measure the phases this many times, interleaved, and merge each path's rounds")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "run the gateway with reuseport: true (one SO_REUSEPORT listener per CPU)")
 	fs.StringVar(&o.Taskset, "taskset", "", "pin child processes to these CPUs (taskset -c LIST)")
-	fs.BoolVar(&o.TLS, "tls", false, "TLS 1.3 on sessiongate and the peers: keep-alive HTTPS and new handshakes per second, no direct phase")
+	fs.BoolVar(&o.TLS, "tls", false, "TLS 1.3 on sessiongate and the peers: keep-alive HTTPS, new handshakes per second and HTTP/2, no direct phase")
+	fs.IntVar(&o.H2Conns, "h2-conns", 4, "with -tls: connections of the h2 load")
+	fs.IntVar(&o.H2Streams, "h2-streams", 16, "with -tls: concurrent streams on each connection of the h2 load (1-100)")
 	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	asMarkdown := fs.Bool("markdown", false, "print the report as a Markdown table (not with -memory)")
@@ -237,6 +240,10 @@ func runBench(args []string) int {
 	}
 	if o.TLS && (*memory || *target != "" || *minRatio > 0) {
 		fmt.Fprintln(os.Stderr, "sessiongate bench: -tls does not combine with -memory, -target (give it an https URL) or -min-ratio (no direct phase)")
+		return 2
+	}
+	if o.H2Conns < 1 || o.H2Streams < 1 {
+		fmt.Fprintln(os.Stderr, "sessiongate bench: -h2-conns and -h2-streams must be at least 1")
 		return 2
 	}
 	if *memory {

@@ -213,13 +213,16 @@ func TestBenchChildJSON(t *testing.T) {
 	}
 }
 
-// -tls has no direct phase and no memory or target mode, and a report has one format:
-// the combinations are usage errors (exit 2), refused before anything starts.
+// -tls has no direct phase and no memory or target mode, the h2 load has at least one
+// connection and stream, and a report has one format: the rest are usage errors (exit
+// 2), refused before anything starts.
 func TestBenchTLSUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"-tls", "-min-ratio", "0.4"},
 		{"-tls", "-memory"},
 		{"-tls", "-target", "https://127.0.0.1:1/"},
+		{"-tls", "-h2-streams", "0"},
+		{"-tls", "-h2-conns", "-1"},
 		{"-markdown", "-json"},
 		{"-markdown", "-memory"},
 	} {
@@ -230,11 +233,12 @@ func TestBenchTLSUsage(t *testing.T) {
 }
 
 // TestBenchTLSChildJSON runs `sessiongate bench -tls -mode child -json`: the gateway as
-// a child behind its TLS listener, measured with both loads.
+// a child behind its TLS listener, measured with the three loads, h2 on the
+// connections and streams asked for.
 func TestBenchTLSChildJSON(t *testing.T) {
 	bin := build(t)
 	cmd := exec.Command(bin, "bench", "-tls", "-mode", "child", "-json", "-requests", "200", "-warmup", "100ms",
-		"-sessions", "50", "-conns", "2")
+		"-sessions", "50", "-conns", "2", "-h2-conns", "2", "-h2-streams", "4")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -245,10 +249,13 @@ func TestBenchTLSChildJSON(t *testing.T) {
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("json.Unmarshal(bench -tls -json): %v\n%s", err, out)
 	}
-	if !r.TLS || len(r.Phases) != 2 {
-		t.Fatalf("report: tls %v, %d phases; want true, 2 (sessiongate keep-alive and handshake)\n%s", r.TLS, len(r.Phases), out)
+	if !r.TLS || len(r.Phases) != 3 || r.H2Conns != 2 || r.H2Streams != 4 {
+		t.Fatalf("report: tls %v, %d phases, h2 %d x %d; want true, 3 (sessiongate keep-alive, handshake and h2), 2 x 4\n%s", r.TLS, len(r.Phases), r.H2Conns, r.H2Streams, out)
 	}
-	for i, load := range []string{bench.LoadKeepAlive, bench.LoadHandshake} {
+	if p := r.Phases[2]; p.VsKeepAlive == nil || p.VsKeepAlive.CPU <= 0 {
+		t.Errorf("h2: ratios to keep-alive %+v, want CPU/req from the proxy process", p.VsKeepAlive)
+	}
+	for i, load := range []string{bench.LoadKeepAlive, bench.LoadHandshake, bench.LoadH2} {
 		p := r.Phases[i]
 		if p.Name != "sessiongate" || p.Load != load || p.Requests != 200 || p.ErrorCount != 0 || p.StickyViolations != 0 || p.CPUScope != "proxy process" {
 			t.Errorf("phase %d: %s %s, %d requests, errors %v, sticky violations %d, CPU scope %q; want sessiongate %s, 200, none, 0, proxy process",
