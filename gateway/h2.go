@@ -96,7 +96,7 @@ func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.StatusCode())
 	if bs := resp.BodyStream(); bs != nil {
 		bp := h2Copy.Get().(*[]byte)
-		werr := copyFlush(w, bs, *bp)
+		werr := copyFlush(w, bs, *bp, resp.Header.ContentLength() < 0)
 		h2Copy.Put(bp)
 		if sb, ok := bs.(*sentBody); ok {
 			sb.werr = werr
@@ -171,11 +171,17 @@ func (s *Server) h2Head(h *fasthttp.RequestHeader, r *http.Request) error {
 
 var errH2HeadTooLarge = errors.New("gateway: HTTP/2 request head too large for server.max_header_bytes")
 
-// copyFlush copies a streamed body to an HTTP/2 client, flushing after each read so
-// that a body the member sends in parts (server-sent events, a long poll) reaches the
-// client as it comes. It returns the error of writing to the client, if any.
-func copyFlush(w http.ResponseWriter, r io.Reader, buf []byte) error {
-	f, _ := w.(http.Flusher)
+// copyFlush copies a streamed body to an HTTP/2 client. A body of unknown length
+// (flush) is flushed after each read, so that one the member sends in parts
+// (server-sent events, a long poll) reaches the client as it comes; one of known length
+// is left to the HTTP/2 server's buffer, which sends it with the end of the stream in
+// as few frames and writes as it can. It returns the error of writing to the client, if
+// any.
+func copyFlush(w http.ResponseWriter, r io.Reader, buf []byte, flush bool) error {
+	var f http.Flusher
+	if flush {
+		f, _ = w.(http.Flusher)
+	}
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
