@@ -789,19 +789,29 @@ func (s *Server) watchTunnels(stop <-chan struct{}, done chan<- struct{}) {
 // watch is watchTunnels' look at one tunnel at clock tick now.
 func (t *tunnel) watch(now uint32) {
 	switch {
-	case !t.started.Load() && now-t.opened > tunnelStartTicks:
+	case !t.started.Load() && since(now, t.opened) > tunnelStartTicks:
 		if t.started.CompareAndSwap(false, true) {
 			t.closing.CompareAndSwap(0, uint32(tunnelShutdown))
 			t.member.Close()
 			t.finish()
 		}
 	case t.closing.Load() != 0:
-		if now-t.closedAt.Load() > tunnelCloseTicks {
+		if since(now, t.closedAt.Load()) > tunnelCloseTicks {
 			t.hardClose()
 		}
-	case now-t.last.Load() >= t.idle:
+	case since(now, t.last.Load()) >= t.idle:
 		t.shut(tunnelIdle)
 	}
+}
+
+// since is the ticks from then to now, 0 when then is later: watchTunnels reads the
+// clock once per look, and a tunnel can open or see traffic after that, at the next
+// tick (now-then would wrap around to a tunnel idle for years).
+func since(now, then uint32) uint32 {
+	if then > now {
+		return 0
+	}
+	return now - then
 }
 
 // stopTunnels waits for the open tunnels to end until ctx's deadline, then closes

@@ -719,3 +719,18 @@ func TestWebSocketTLSBothSides(t *testing.T) {
 		c.Close(websocket.StatusNormalClosure, "")
 	}
 }
+
+// TestTunnelWatchClockRace: a tunnel that saw traffic after the watcher read the clock
+// (at the next tick) is not idle, and one that opened then is not late to start.
+func TestTunnelWatchClockRace(t *testing.T) {
+	tn := &tunnel{idle: ticks(time.Hour), opened: 11}
+	tn.last.Store(11)
+	tn.started.Store(true)
+	tn.watch(10) // the watcher read 10; the tunnel's traffic came at 11
+	if tn.closing.Load() != 0 {
+		t.Fatalf("a tunnel with traffic one tick after the watcher's clock read was closed (%s)", tunnelReasonNames[tn.closing.Load()])
+	}
+	if since(10, 11) != 0 || since(11, 10) != 1 {
+		t.Fatal("since")
+	}
+}
