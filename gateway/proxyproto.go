@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -293,6 +294,7 @@ type proxyListener struct {
 	mu      sync.Mutex
 	closed  bool
 	pending map[net.Conn]struct{} // connections whose header is being read
+	waiting atomic.Int32          // connections with their header read, waiting for Accept
 }
 
 // newProxyListener wraps ln so that every connection must start with a PROXY header,
@@ -403,6 +405,8 @@ func (l *proxyListener) readHeader(c net.Conn) {
 		}
 		return
 	}
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
 	select {
 	case l.ready <- pc:
 	case <-l.done:
