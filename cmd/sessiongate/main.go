@@ -211,7 +211,7 @@ func runBench(args []string) int {
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "run the gateway with reuseport: true (one SO_REUSEPORT listener per CPU)")
 	fs.StringVar(&o.Taskset, "taskset", "", "pin child processes to these CPUs (taskset -c LIST)")
 	fs.BoolVar(&o.TLS, "tls", false, "TLS 1.3 on sessiongate and the peers: keep-alive HTTPS and new handshakes per second, no direct phase")
-	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx")
+	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx, fasthttp (the naive fasthttp proxy)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	asMarkdown := fs.Bool("markdown", false, "print the report as a Markdown table (not with -memory)")
 	minRatio := fs.Float64("min-ratio", 0, "fail (exit 1) when sessiongate/direct req/s is below this (the CI gate); 0 = not checked")
@@ -225,11 +225,20 @@ func runBench(args []string) int {
 	instances := fs.Int("instances", 0, "prove N gateway processes on one config route alike: each request to a random instance, a member killed halfway (see -instance-modes)")
 	instanceModes := fs.String("instance-modes", "", "with -instances: comma-separated modes: route, cookie, hash, learned-redis, learned-local (default: route, cookie, hash, and learned-redis with -redis)")
 	redisAddr := fs.String("redis", "", "with -instances: the Redis address of the learned-redis mode")
+	serveNaive := fs.String("serve-naive", "", "serve the naive fasthttp peer on this address (the child process of -peers fasthttp)")
+	naiveMembers := fs.String("naive-members", "", "with -serve-naive: comma-separated member addresses")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *serveNaive != "" {
+		if err := bench.ServeNaive(*serveNaive, *naiveMembers); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
 	}
 	if *asMarkdown && (*asJSON || *memory) {
 		fmt.Fprintln(os.Stderr, "sessiongate bench: -markdown does not combine with -json or -memory")
