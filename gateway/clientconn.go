@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -45,6 +46,95 @@ type clientConn struct {
 	s      *Server       // whose per-client count it is in (perIP); nil: none
 	perIP  netip.Addr
 	closed atomic.Bool
+
+	// The server's timeouts, kept here rather than by fasthttp (coarse deadlines,
+	// deadline.go); nil leaves the deadlines alone (tests, ServeConn). phase says
+	// which read timeout applies, since when: the wait for a request's first byte
+	// (idle_timeout; on a new connection header_timeout, from the accept), its head
+	// (header_timeout from that byte, cut to read_timeout) and its body (read_timeout
+	// from the end of the head). The answer has write_timeout from its first write.
+	waits    *clientWaits
+	phase    uint8
+	first    bool  // the connection's first request: its head counts from the accept
+	headDone bool  // scan saw the empty line that ends the head
+	writing  bool  // the answer is being written, since wsince
+	since    int64 // when the phase began (ticker scale)
+	wsince   int64
+	rd, wd   int64 // the deadlines armed (ticker scale); 0: none
+	explicit bool  // handed over (hijacked): its deadlines are the tunnel's from now on
+}
+
+// Read phases of a client connection (clientConn.phase).
+const (
+	phaseIdle uint8 = iota // waiting for a request's first byte
+	phaseHead              // reading its head
+	phaseBody              // reading its body
+)
+
+// clientWaits are the client-facing timeouts of a Server, for its clientConns.
+type clientWaits struct {
+	idle, head, read, write wait
+	clk                     connClock
+}
+
+func newClientWaits(clock *ticker, header, read, write, idle time.Duration) *clientWaits {
+	head := min(header, read)
+	return &clientWaits{idle: newWait(idle), head: newWait(head), read: newWait(read), write: newWait(write),
+		clk: newConnClock(clock, idle, head, read, write)}
+}
+
+// keep makes c keep w's timeouts; the connection begins now (its first head counts
+// from here).
+func (c *clientConn) keep(w *clientWaits) {
+	c.waits, c.first, c.since = w, true, w.clk.now()
+}
+
+// keepRead arms the read deadline of the phase, unless the one armed fits it.
+func (c *clientConn) keepRead() error {
+	w := &c.waits.read
+	switch {
+	case c.phase == phaseIdle && !c.first:
+		w = &c.waits.idle
+	case c.phase != phaseBody:
+		w = &c.waits.head
+	}
+	at, ok := c.waits.clk.due(c.rd, c.since, w)
+	if !ok {
+		return nil
+	}
+	c.rd = at
+	return c.Conn.SetReadDeadline(c.waits.clk.deadline(at))
+}
+
+// advance moves the phase on after a read that returned bytes.
+func (c *clientConn) advance() {
+	if c.phase == phaseIdle {
+		c.phase = phaseHead
+		if !c.first {
+			c.since = c.waits.clk.now()
+		}
+	}
+	// A head that scan stopped looking at (one pipelined behind another) stays in
+	// phaseHead: its body, if it needs reads, has header_timeout from the first byte.
+	if c.phase == phaseHead && c.headDone {
+		c.phase, c.since = phaseBody, c.waits.clk.now()
+	}
+}
+
+// Write writes, under write_timeout from the answer's first write.
+func (c *clientConn) Write(p []byte) (int, error) {
+	if c.waits != nil && !c.explicit {
+		if !c.writing {
+			c.writing, c.wsince = true, c.waits.clk.now()
+		}
+		if at, ok := c.waits.clk.due(c.wd, c.wsince, &c.waits.write); ok {
+			c.wd = at
+			if err := c.Conn.SetWriteDeadline(c.waits.clk.deadline(at)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return c.Conn.Write(p)
 }
 
 // Close closes the connection and frees its place in the per-client count.
@@ -117,27 +207,54 @@ var (
 
 func newClientConn(c net.Conn) *clientConn { return &clientConn{Conn: c, inHead: true} }
 
-// Read reads and, in a head, scans.
+// Read reads under the phase's read timeout and, in a head, scans.
 func (c *clientConn) Read(p []byte) (int, error) {
+	kept := c.waits != nil && !c.explicit
+	if kept {
+		if err := c.keepRead(); err != nil {
+			return 0, err
+		}
+	}
 	n, err := c.Conn.Read(p)
-	if n > 0 && c.inHead && c.scan(p[:n]) {
-		return n, errBareLF
+	if n > 0 {
+		bare := c.inHead && c.scan(p[:n])
+		if kept {
+			c.advance()
+		}
+		if bare {
+			return n, errBareLF
+		}
 	}
 	return n, err
 }
 
 // next starts the next request's head: fasthttp calls it through Server.ConnState
 // (StateIdle) once a request is done, its answer written and what was left of its body
-// discarded, so that body bytes are never read as a head.
+// discarded, so that body bytes are never read as a head. The wait for the next
+// request (idle_timeout) begins.
 func (c *clientConn) next() {
 	c.inHead, c.lastCR, c.lineLen, c.lines, c.flags, c.tailN = true, false, 0, 0, 0, 0
+	c.headDone = false
+	if c.waits != nil {
+		c.phase, c.first, c.writing, c.since = phaseIdle, false, false, c.waits.clk.now()
+	}
 }
 
 // hijacked turns the scan off for good: the connection is handed over to a tunnel
 // (an upgrade), whose bytes are no request heads, and no StateIdle follows. The
 // handler calls it before Hijack, in the goroutine that reads the connection. The
-// scan is already off then (the upgrade's head is complete); this keeps it so.
-func (c *clientConn) hijacked() { c.inHead = false }
+// scan is already off then (the upgrade's head is complete); this keeps it so. The
+// deadlines are the tunnel's from now on; the 101 answer still to be written gets
+// write_timeout.
+func (c *clientConn) hijacked() {
+	c.inHead = false
+	if c.waits != nil && !c.explicit {
+		c.explicit = true
+		if w := c.waits.write.d; w > 0 {
+			c.Conn.SetWriteDeadline(time.Now().Add(w)) //nolint:errcheck // a failed set fails the write
+		}
+	}
+}
 
 // clientConnState is the client server's ConnState hook.
 func clientConnState(c net.Conn, st fasthttp.ConnState) {
@@ -203,7 +320,7 @@ func (c *clientConn) scan(p []byte) bool {
 		case c.flags&flagBareLF != 0:
 			return true // fasthttp would wait for a CRLFCRLF that never comes
 		default:
-			c.inHead = false // the head is complete; what follows is not looked at
+			c.inHead, c.headDone = false, true // the head is complete; what follows is not looked at
 			return false
 		}
 		i = k + 1
