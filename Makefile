@@ -99,9 +99,12 @@ clean:
 # own core for the whole run (half a core: that fails, as it should). Single-round runs
 # earlier gave 0.69-0.90, and 0.41-0.48 with a test or benchmark on the gateway's core;
 # right after `make test` (as in .ci/run) the gateway's core runs slower for a while:
-# 0.41, 0.43 and 0.49 there, 0.83 twenty seconds later. The floor of 0.4 and the
-# attempts absorb such passing neighbours.
-BENCH_FLOOR ?= 0.4
+# 0.41, 0.43 and 0.49 there, 0.83 twenty seconds later. With the coarse deadlines,
+# the one-pass hop-by-hop headers and the held answer (issue 14), three runs
+# interleaved with the build before them: 0.86, 0.82 and 0.65 against 0.67, 0.73 and
+# 0.44. The floor of 0.45 keeps the same share of margin (the dip right after
+# `make test` took 40% off), and the attempts absorb such passing neighbours.
+BENCH_FLOOR ?= 0.45
 BENCH_ARGS = -duration 2s -warmup 1s -sessions 2000 -conns 16 -rounds 2
 bench-gate: build
 	@if [ "$$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then \

@@ -135,6 +135,25 @@ func TestRunPeers(t *testing.T) {
 	}
 }
 
+// TestRunNaivePeer runs the naive fasthttp peer in-process: it answers every request,
+// is excluded from the gate's sticky check, and sessiongate gets its ratios to it.
+func TestRunNaivePeer(t *testing.T) {
+	o := shortOptions()
+	o.Peers = []string{PeerFasthttp}
+	r := run(t, o)
+	p := phase(t, r, PeerFasthttp)
+	if p.Requests == 0 || p.ErrorCount != 0 {
+		t.Fatalf("fasthttp: %d requests, errors %v; want requests and no errors", p.Requests, p.Errors)
+	}
+	if fails := r.Gate(0); len(fails) != 0 {
+		t.Errorf("Gate(0) = %q, want none (the naive peer's violations are by design)", fails)
+	}
+	gw := phase(t, r, "sessiongate")
+	if gw.BestPeer != PeerFasthttp || gw.VsBestPeer == nil || gw.VsPeers[PeerFasthttp] == nil {
+		t.Errorf("sessiongate best peer = %q, %+v, vs peers %v; want fasthttp with ratios", gw.BestPeer, gw.VsBestPeer, gw.VsPeers)
+	}
+}
+
 func TestParseMix(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string

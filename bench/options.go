@@ -42,7 +42,8 @@ type Options struct {
 	// Taskset, if set, pins child processes (gateway, peers) to these CPUs with
 	// `taskset -c`, when taskset is installed.
 	Taskset string
-	// Peers are other proxies measured in the same layout: "haproxy", "nginx". A peer
+	// Peers are other proxies measured in the same layout: "haproxy", "nginx", and
+	// "fasthttp" (PeerFasthttp, run like the gateway: in-process or as a child). A peer
 	// whose binary is not on PATH is skipped with a note in the report.
 	Peers []string
 	// CPUProfile, if set, is where the CPU profile of the gateway phase is written
@@ -137,8 +138,11 @@ func (o *Options) defaults() error {
 		return errors.New("bench: cpuprofile needs mode in-process")
 	}
 	for _, p := range o.Peers {
-		if p != "haproxy" && p != "nginx" {
-			return fmt.Errorf("bench: peer %q: want haproxy or nginx", p)
+		if p != "haproxy" && p != "nginx" && p != PeerFasthttp {
+			return fmt.Errorf("bench: peer %q: want haproxy, nginx or %s", p, PeerFasthttp)
+		}
+		if p == PeerFasthttp && o.TLS {
+			return fmt.Errorf("bench: peer %q: plain HTTP only, not with tls", p)
 		}
 	}
 	return nil

@@ -127,7 +127,14 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 	}
 
 	for _, name := range o.Peers {
-		p, pnote, err := startPeer(name, o, members, addrs, nil, false)
+		var p *proxy
+		var pnote string
+		if name == PeerFasthttp {
+			p, err = startNaive(o, addrs)
+			pnote = PeerFasthttp + ": the naive fasthttp reverse proxy (HostClient.Do per member in turn, no affinity, no hop-by-hop handling, no deadlines): the floor of a fasthttp gateway; its sticky violations are by design"
+		} else {
+			p, pnote, err = startPeer(name, o, members, addrs, nil, false)
+		}
 		if err != nil {
 			note(fmt.Sprintf("%s: skipped: %v", name, err))
 			continue
@@ -138,7 +145,11 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 		if p == nil {
 			continue
 		}
-		ph, err = measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), procProbe(p.pid), nil, "")
+		pprobe := inProcessProbe()
+		if p.pid > 0 {
+			pprobe = procProbe(p.pid)
+		}
+		ph, err = measure(ctx, o, name, p.addr, members, newSessions(o.Sessions, o.Mix, members, -1), pprobe, nil, "")
 		p.stop()
 		r.add(ph)
 		if err != nil {

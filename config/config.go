@@ -177,7 +177,9 @@ type Log struct {
 	AccessFormat string `yaml:"access_format"`
 }
 
-// Server holds the client-facing limits.
+// Server holds the client-facing limits. Its timeouts, and Client's, are kept
+// coarsely: none ends sooner than its value, and at most an eighth of it (at most 1s)
+// later.
 type Server struct {
 	// ReadTimeout bounds reading one whole request (headers and buffered body). Default 30s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`

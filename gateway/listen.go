@@ -155,6 +155,7 @@ func (l *plainListener) Accept() (net.Conn, error) {
 		}
 		cc := newClientConn(c)
 		cc.info, cc.perIP, cc.s = l.info, ip, l.s
+		cc.keep(l.s.waits)
 		return cc, nil
 	}
 }
@@ -251,6 +252,7 @@ func (s *Server) handshake(c net.Conn, ip netip.Addr, info *listenerInfo, h1, h2
 		return
 	}
 	hc.clientConn = clientConn{Conn: tc, inHead: true, info: info, perIP: ip, s: s}
+	hc.keep(s.waits)
 	if !h1.deliver(hc) {
 		hc.Close()
 	}

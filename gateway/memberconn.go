@@ -51,12 +51,22 @@ type memberConn struct {
 	held     bool   // a Write was kept since the last Read: the next ones go out
 	clock    *ticker
 	lastRead uint32 // clock when the last Read began
-	// readWait is client.read_timeout; armed says fasthttp set a read deadline, armedAt
-	// the tick it was set at. Read sets it again once a good part of it has passed, so
-	// that client.read_timeout bounds each wait for the member, as nginx's
-	// proxy_read_timeout does, and a body that a slow client takes long to read is not
-	// cut while the member is waiting on us.
+	// The deadlines. client.read_timeout bounds each wait for the member, as nginx's
+	// proxy_read_timeout does, so that a body that a slow client takes long to read is
+	// not cut while the member is waiting on us; client.write_timeout bounds sending a
+	// request. The HostClient sets neither: Read and Write keep them coarsely
+	// (deadline.go), rd and wd being what is armed. A deadline someone sets (fasthttp's
+	// for a retry.try_timeout attempt, a TLS handshake's) is theirs until they clear it
+	// (explicitR, explicitW): for a read one, armed says fasthttp set it, armedAt the
+	// tick it was set at, armedWait its length, and Read sets it again once a tick has
+	// passed, so that it too bounds each wait.
 	readWait  time.Duration
+	rwait     wait // client.read_timeout, kept coarsely
+	wwait     wait // client.write_timeout
+	clk       connClock
+	rd, wd    int64 // the deadlines armed coarsely (ticker scale); 0: none
+	explicitR bool
+	explicitW bool
 	armedWait time.Duration // the wait fasthttp armed: read_timeout, or a shorter try_timeout
 	armed     bool
 	armedAt   uint32
@@ -80,22 +90,27 @@ type memberConn struct {
 // a request's headers and a small body.
 const pendingMax = 4096
 
-// ticker counts 100ms ticks, for the idle test of member connections without a clock
-// read per request. Each Server has one, started by New and stopped by Shutdown.
+// ticker counts 100ms ticks (clockTick), for the idle test of member connections
+// without a clock read per request, and keeps the time of the last one, the coarse
+// clock of the connections' deadlines (deadline.go). Each Server has one, started by
+// New and stopped by Shutdown.
 type ticker struct {
 	n    atomic.Uint32
+	mono atomic.Int64 // nanoseconds from base to the last tick
+	base time.Time
 	stop chan struct{}
 	once sync.Once
 }
 
 func newTicker() *ticker {
-	t := &ticker{stop: make(chan struct{})}
+	t := &ticker{stop: make(chan struct{}), base: time.Now()}
 	go func() {
-		tk := time.NewTicker(100 * time.Millisecond)
+		tk := time.NewTicker(clockTick)
 		defer tk.Stop()
 		for {
 			select {
 			case <-tk.C:
+				t.mono.Store(int64(time.Since(t.base)))
 				t.n.Add(1)
 			case <-t.stop:
 				return
@@ -108,7 +123,14 @@ func newTicker() *ticker {
 // Load is the number of ticks so far.
 func (t *ticker) Load() uint32 { return t.n.Load() }
 
-// Add moves the count on (tests).
+// coarse is the time of the last tick, in nanoseconds since the ticker started: at
+// most a tick behind (more only while its goroutine waits for a CPU).
+func (t *ticker) coarse() int64 { return t.mono.Load() }
+
+// exact is the time now on the same scale: a clock read.
+func (t *ticker) exact() int64 { return int64(time.Since(t.base)) }
+
+// Add moves the count on (tests); the coarse clock stays the clock's.
 func (t *ticker) Add(d uint32) { t.n.Add(d) }
 
 // Stop ends the ticking; the count stays readable.
@@ -157,7 +179,10 @@ func (s *connSet) closeAll() int {
 // because the member went down or was ejected while the request was in flight.
 var errMarkedDown = errors.New("gateway: member marked down while the request was in flight")
 
-func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration, set *connSet) net.Conn {
+// newMemberConn wraps a member connection c, which keeps readWait
+// (client.read_timeout) and writeWait (client.write_timeout) itself; 0 is none. It
+// returns c as it is when c is no TCP connection (tests).
+func newMemberConn(c net.Conn, clock *ticker, readWait, writeWait time.Duration, set *connSet) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -166,7 +191,8 @@ func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration, set *connS
 	if err != nil {
 		return c
 	}
-	mc := &memberConn{Conn: c, rc: rc, clock: clock, readWait: readWait, set: set, pending: make([]byte, 0, pendingMax), lastRead: clock.Load()}
+	mc := &memberConn{Conn: c, rc: rc, clock: clock, readWait: readWait, set: set, pending: make([]byte, 0, pendingMax), lastRead: clock.Load(),
+		rwait: newWait(readWait), wwait: newWait(writeWait), clk: newConnClock(clock, readWait, writeWait)}
 	if set != nil {
 		set.add(mc)
 	}
@@ -175,11 +201,14 @@ func newMemberConn(c net.Conn, clock *ticker, readWait time.Duration, set *connS
 	return mc
 }
 
-// SetReadDeadline notes when fasthttp armed the read timeout, for Read to arm again.
+// SetReadDeadline sets a deadline of the caller's (a try_timeout attempt), which Read
+// arms again each tick for each wait; the zero time hands the read deadline back to
+// Read's coarse client.read_timeout.
 func (c *memberConn) SetReadDeadline(t time.Time) error {
 	if c.killed.Load() {
 		return errMarkedDown // between the request's write and its read
 	}
+	c.explicitR, c.rd = !t.IsZero(), 0
 	c.armed, c.armedAt, c.armedWait = !t.IsZero() && c.readWait > 0, c.clock.Load(), c.readWait
 	if c.armed {
 		if d := time.Until(t); d < c.readWait {
@@ -190,12 +219,40 @@ func (c *memberConn) SetReadDeadline(t time.Time) error {
 }
 
 // SetWriteDeadline refuses a connection the gateway closed, before anything is sent:
-// fasthttp then tries a fresh one (memberRetry).
+// fasthttp then tries a fresh one (memberRetry). Otherwise it sets a deadline of the
+// caller's (a try_timeout attempt), no later than client.write_timeout from now, as
+// fasthttp's own would be; the zero time hands it back to Write's coarse one.
 func (c *memberConn) SetWriteDeadline(t time.Time) error {
 	if c.killed.Load() {
 		return errStaleConn
 	}
+	c.explicitW, c.wd = !t.IsZero(), 0
+	if !t.IsZero() && c.wwait.d > 0 {
+		if lim := time.Now().Add(c.wwait.d); lim.Before(t) {
+			t = lim
+		}
+	}
 	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines as they are (a TLS handshake's, a test's) until it
+// is called with the zero time.
+func (c *memberConn) SetDeadline(t time.Time) error {
+	c.explicitR, c.explicitW, c.rd, c.wd, c.armed = !t.IsZero(), !t.IsZero(), 0, 0, false
+	return c.Conn.SetDeadline(t)
+}
+
+// keepWrite arms client.write_timeout for a request that begins now, unless the
+// deadline armed already fits it (deadline.go).
+func (c *memberConn) keepWrite() error {
+	if c.explicitW {
+		return nil
+	}
+	if at, ok := c.clk.due(c.wd, c.clk.now(), &c.wwait); ok {
+		c.wd = at
+		return c.Conn.SetWriteDeadline(c.clk.deadline(at))
+	}
+	return nil
 }
 
 // rearmTicks is how many clock ticks pass before Read arms the read timeout anew: one
@@ -234,6 +291,9 @@ func (c *memberConn) Write(p []byte) (int, error) {
 			return 0, errStaleConn
 		}
 		c.held = true
+		if err := c.keepWrite(); err != nil {
+			return 0, err
+		}
 		if len(c.pending) == 0 && len(p) <= cap(c.pending) {
 			c.pending = append(c.pending, p...)
 			return len(p), nil
@@ -276,10 +336,20 @@ func (c *memberConn) read(p []byte) (int, error) {
 	c.held = false
 	now := c.clock.Load()
 	c.lastRead = now
-	if c.armed && now-c.armedAt >= c.rearmTicks() {
-		c.armedAt = now
-		if err := c.Conn.SetReadDeadline(time.Now().Add(c.armedWait)); err != nil {
-			return 0, err
+	switch {
+	case c.explicitR:
+		if c.armed && now-c.armedAt >= c.rearmTicks() {
+			c.armedAt = now
+			if err := c.Conn.SetReadDeadline(time.Now().Add(c.armedWait)); err != nil {
+				return 0, err
+			}
+		}
+	default: // client.read_timeout for this wait, coarsely
+		if at, ok := c.clk.due(c.rd, c.clk.now(), &c.rwait); ok {
+			c.rd = at
+			if err := c.Conn.SetReadDeadline(c.clk.deadline(at)); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if len(c.pending) == 0 {

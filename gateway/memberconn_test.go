@@ -37,7 +37,7 @@ func memberConnPair(t *testing.T) (*memberConn, *net.TCPConn) {
 	}
 	clock := newTicker()
 	t.Cleanup(clock.Stop)
-	mc, ok := newMemberConn(c, clock, 0, nil).(*memberConn)
+	mc, ok := newMemberConn(c, clock, 0, 0, nil).(*memberConn)
 	if !ok {
 		t.Fatal("newMemberConn did not wrap a TCP connection")
 	}

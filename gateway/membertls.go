@@ -123,7 +123,8 @@ type memberDialer struct {
 	member  *router.Member
 	group   string
 	timeout time.Duration // client.dial_timeout
-	wait    time.Duration // client.read_timeout, for memberConn
+	wait    time.Duration // client.read_timeout, kept by memberConn
+	write   time.Duration // client.write_timeout, kept by memberConn
 	clock   *ticker
 	set     *connSet
 	tls     *tls.Config // nil: plain HTTP
@@ -137,7 +138,12 @@ func (d *memberDialer) dial(addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc := newMemberConn(c, d.clock, d.wait, d.set)
+	mc := newMemberConn(c, d.clock, d.wait, d.write, d.set)
+	if _, ok := mc.(*memberConn); !ok {
+		// The HostClient sets no deadline: the memberConn keeps the timeouts.
+		c.Close()
+		return nil, errNotTCP
+	}
 	if d.tls == nil {
 		return mc, nil
 	}
@@ -157,6 +163,10 @@ func (d *memberDialer) dial(addr string) (net.Conn, error) {
 	}
 	return tc, nil
 }
+
+// errNotTCP is the dial error of a member connection that is no TCP connection, which
+// fasthttp's dialer never returns.
+var errNotTCP = errors.New("gateway: member connection is not TCP")
 
 // memberHandshake runs the TLS handshake of a new member connection c within timeout
 // (client.dial_timeout); on failure it closes c and says which member failed and why.

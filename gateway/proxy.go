@@ -160,7 +160,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	resp := &ctx.Response
 	mr.Header.CopyTo(&resp.Header)
-	removeHopHeaders(&resp.Header)
+	removeHopHeaders(&resp.Header, hopsOfResponse(&resp.Header))
 	resp.Header.ResetConnectionClose()
 	if info != nil && info.tls != nil {
 		addHSTS(resp, info)
@@ -199,6 +199,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		resp.SetBody(mr.Body())
 		fasthttp.ReleaseResponse(mr)
 	}
+	wholeAnswer(ctx.Conn())
 	s.logAccess(ctx, snap, &access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind,
 		status: resp.StatusCode(), sent: int64(len(resp.Body()))})
 }
@@ -456,7 +457,8 @@ func idempotent(method []byte) bool {
 func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, trusted []netip.Prefix) {
 	// The member connection is ours to keep alive, whatever the client asked for.
 	req.Header.ResetConnectionClose()
-	removeHopHeaders(&req.Header)
+	hops := hopsOfRaw(req.Header.RawHeaders())
+	removeHopHeaders(&req.Header, hops)
 	keepTarget(req)
 
 	var buf [256]byte
@@ -473,24 +475,27 @@ func prepareRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, trusted []n
 	if peer.IsValid() {
 		b = peer.AppendTo(b)
 	}
-	req.Header.DelBytes(strXForwardedFor) // every occurrence
-	req.Header.DelBytes(strXForwardedProto)
-	req.Header.DelBytes(strXForwardedHost)
-	req.Header.SetBytesKV(strXForwardedFor, b)
+	// Each is deleted (every occurrence) only if the client sent it, then added: Add
+	// does not look for one to replace.
+	for i, name := range forwardedHeaders {
+		if hops&(hopXForwardedFor<<i) != 0 {
+			req.Header.DelBytes(name)
+		}
+	}
+	req.Header.AddBytesKV(strXForwardedFor, b)
 	if ctx.IsTLS() {
-		req.Header.SetBytesKV(strXForwardedProto, strHTTPSScheme)
+		req.Header.AddBytesKV(strXForwardedProto, strHTTPSScheme)
 	} else {
-		req.Header.SetBytesKV(strXForwardedProto, strHTTP)
+		req.Header.AddBytesKV(strXForwardedProto, strHTTP)
 	}
 	if host := req.Header.Host(); len(host) > 0 {
-		req.Header.SetBytesKV(strXForwardedHost, host)
+		req.Header.AddBytesKV(strXForwardedHost, host)
 	}
-	req.Header.DelBytes(strXForwardedPort)
 	if info, _ := connInfo(ctx.Conn()); info != nil {
-		req.Header.SetBytesKV(strXForwardedPort, info.port)
+		req.Header.AddBytesKV(strXForwardedPort, info.port)
 	} else if p := portOf(ctx.LocalAddr()); p > 0 {
 		var pb [8]byte
-		req.Header.SetBytesKV(strXForwardedPort, strconv.AppendInt(pb[:0], int64(p), 10))
+		req.Header.AddBytesKV(strXForwardedPort, strconv.AppendInt(pb[:0], int64(p), 10))
 	}
 }
 
@@ -676,10 +681,104 @@ type header interface {
 	DelBytes(key []byte)
 }
 
+// Bits of the headers a head holds (hopsOfRaw, hopsOfResponse): bit i for
+// hopHeaders[i], then the X-Forwarded-* ones prepareRequest replaces.
+const (
+	hopConnection uint16 = 1 << iota // hopHeaders[0]
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	hopXForwardedFor
+	hopXForwardedProto
+	hopXForwardedHost
+	hopXForwardedPort
+	hopAll = 1<<12 - 1
+)
+
+// forwardedHeaders are the X-Forwarded-* names of the bits after hopHeaders'.
+var forwardedHeaders = [][]byte{strXForwardedFor, strXForwardedProto, strXForwardedHost, strXForwardedPort}
+
+// hopBit is the bit of a header name (any case), 0 for a name that is none of them.
+func hopBit(name []byte) uint16 {
+	if len(name) < 2 || len(name) > len("Proxy-Authorization") {
+		return 0
+	}
+	switch name[0] | 0x20 {
+	case 'c', 'k', 'p', 't', 'u':
+		for i, h := range hopHeaders {
+			if equalFoldASCII(name, h) {
+				return 1 << i
+			}
+		}
+	case 'x':
+		for i, h := range forwardedHeaders {
+			if equalFoldASCII(name, h) {
+				return hopXForwardedFor << i
+			}
+		}
+	}
+	return 0
+}
+
+// hopsOfRaw reports which hop-by-hop and X-Forwarded-* headers a raw header block
+// (RequestHeader.RawHeaders: the head as received, after the request line) holds, in
+// one pass over its lines, so that only those are deleted: deleting an absent header
+// costs fasthttp a scan of all of them, 12 scans per request. A line is read as
+// fasthttp's parser reads it: its name ends at the first ':' (fasthttp refuses white
+// space before it), and a line that starts with white space continues the one before.
+// An empty block (a request not parsed from the wire) holds all of them, so that all
+// are deleted. It does not allocate.
+func hopsOfRaw(raw []byte) uint16 {
+	if len(raw) == 0 {
+		return hopAll
+	}
+	var bits uint16
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		if i := bytes.IndexByte(line, ':'); i > 0 {
+			bits |= hopBit(line[:i])
+		}
+	}
+	return bits
+}
+
+// hopsOfResponse reports which hop-by-hop headers a response header holds, in one pass
+// over fasthttp's parsed headers (ResponseHeader.All has no side effect, unlike the
+// request's, which collects and re-serializes cookies). It does not allocate unless the
+// response announces trailers (fasthttp builds that value).
+func hopsOfResponse(h *fasthttp.ResponseHeader) uint16 {
+	var bits uint16
+	for k := range h.All() {
+		bits |= hopBit(k)
+	}
+	return bits &^ (hopXForwardedFor | hopXForwardedProto | hopXForwardedHost | hopXForwardedPort)
+}
+
+// connectionValues are the Connection header values of h, none when present says it
+// has none.
+func connectionValues(h header, present uint16) [][]byte {
+	if present&hopConnection == 0 {
+		return nil
+	}
+	return h.PeekAll(fasthttp.HeaderConnection)
+}
+
 // removeHopHeaders deletes the headers named in Connection (every Connection header),
-// then the hop-by-hop ones.
-func removeHopHeaders(h header) {
-	for _, conn := range h.PeekAll(fasthttp.HeaderConnection) {
+// then the hop-by-hop ones of present (hopsOfRaw, hopsOfResponse; hopAll: all).
+func removeHopHeaders(h header, present uint16) {
+	for _, conn := range connectionValues(h, present) {
 		for len(conn) > 0 {
 			var tok []byte
 			if i := indexComma(conn); i >= 0 {
@@ -693,8 +792,10 @@ func removeHopHeaders(h header) {
 			}
 		}
 	}
-	for _, name := range hopHeaders {
-		h.DelBytes(name)
+	for i, name := range hopHeaders {
+		if present&(1<<i) != 0 {
+			h.DelBytes(name)
+		}
 	}
 }
 
@@ -904,6 +1005,7 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, a access, err er
 		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}
 	a.status, a.sent, a.err = status, int64(len(statusBodies[status])), err
+	wholeAnswer(ctx.Conn())
 	s.logAccess(ctx, snap, &a)
 }
 

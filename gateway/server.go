@@ -31,7 +31,8 @@ type Server struct {
 	access zerolog.Logger
 	level  *levelSampler // the run-time level of log and access
 	out    io.Writer     // the logger's raw output (rawOutput), for combined access lines; nil: none
-	clock  *ticker       // member connections' idle clock
+	clock  *ticker       // member connections' idle clock, and the connections' coarse clock
+	waits  *clientWaits  // the client connections' timeouts
 	conns  sync.Map      // *router.MemberState -> *connSet: each member's open connections
 
 	tunnels    sync.Map      // *router.MemberState -> *tunnelSet: each member's open tunnels (tunnel.go)
@@ -193,6 +194,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s.health.SetOnOut(s.shutdownSessions)
 	s.health.Update(snap.targets)
 	s.fhLog = fasthttpLogger{s.log}
+	s.waits = newClientWaits(s.clock, cfg.Server.HeaderTimeout, cfg.Server.ReadTimeout, cfg.Server.WriteTimeout, cfg.Server.IdleTimeout)
 	s.perIP.init(cfg.Server.MaxConnsPerIP)
 	s.srv = s.newServer(cfg)
 	s.h2 = s.newH2Server(cfg)
@@ -322,7 +324,7 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 				snap.clients[m.Index] = c
 				continue
 			}
-			d := &memberDialer{member: m, group: g.Name, timeout: cfg.Client.DialTimeout, wait: cfg.Client.ReadTimeout,
+			d := &memberDialer{member: m, group: g.Name, timeout: cfg.Client.DialTimeout, wait: cfg.Client.ReadTimeout, write: cfg.Client.WriteTimeout,
 				clock: s.clock, set: s.connSet(m.State), tls: memberTLS[m.Index], log: s.log}
 			snap.clients[m.Index] = newMemberClient(cfg, m, d)
 		}
@@ -363,7 +365,9 @@ func (s *Server) shutdownSessions(st *router.MemberState) {
 // TLS with the handshake bounded by client.dial_timeout: memberDialer). The proxy does
 // its own error mapping and retries, so fasthttp retries only a request that met a
 // pooled connection the member had closed (memberRetry); paths go out byte-exact and
-// bodies stream.
+// bodies stream. client.read_timeout and write_timeout are kept by the memberConn
+// (coarse deadlines, deadline.go), not by fasthttp, which would set two deadlines per
+// request.
 func newMemberClient(cfg *config.Config, m *router.Member, d *memberDialer) *fasthttp.HostClient {
 	dialTimeout := cfg.Client.DialTimeout
 	return &fasthttp.HostClient{
@@ -374,8 +378,6 @@ func newMemberClient(cfg *config.Config, m *router.Member, d *memberDialer) *fas
 		MaxConns:                  memberMaxConns(cfg.Client.MaxConns),
 		MaxConnWaitTimeout:        dialTimeout,
 		MaxIdleConnDuration:       cfg.Client.IdleTimeout,
-		ReadTimeout:               cfg.Client.ReadTimeout,
-		WriteTimeout:              cfg.Client.WriteTimeout,
 		MaxIdemponentCallAttempts: memberAttempts, // only for stale pooled connections
 		RetryIfErr:                memberRetry,
 		ReadBufferSize:            max(cfg.Server.MaxHeaderBytes, 8192),
@@ -397,31 +399,25 @@ func memberMaxConns(n int) int {
 
 // newServer is the client-facing fasthttp server.
 //
-// Deadlines on a client connection: fasthttp's ReadTimeout runs from a new connection's
-// accept and, on a keep-alive one, from the first byte of each later request (the wait
-// for that byte is IdleTimeout). It covers the request head, so it is
-// server.header_timeout, cut to server.read_timeout. Once the head is in,
-// HeaderReceived gives the body read_timeout from then on.
+// Deadlines on a client connection are the clientConn's (clientWaits), not
+// fasthttp's, which would set four per request: header_timeout (cut to read_timeout)
+// runs from a new connection's accept and, on a keep-alive one, from the first byte of
+// each later request (the wait for that byte is idle_timeout); once the head is in,
+// the body has read_timeout from then on, and the answer write_timeout.
 //
 // Name is server.server_header: the Server header of the gateway's own answers (fail,
 // fasthttp's ErrorHandler path and its 429/503 refusals). fasthttp writes it only into
 // an answer that has none, so a member's own Server header is kept; "" writes none.
 func (s *Server) newServer(cfg *config.Config) *fasthttp.Server {
-	readTimeout := cfg.Server.ReadTimeout
-	bodyConfig := fasthttp.RequestConfig{ReadTimeout: readTimeout}
 	return &fasthttp.Server{
 		Handler:                      s.handle,
 		ErrorHandler:                 s.handleParseError,
-		HeaderReceived:               func(*fasthttp.RequestHeader) fasthttp.RequestConfig { return bodyConfig },
 		ConnState:                    clientConnState,
 		Name:                         cfg.Server.ServerHeader,
 		NoDefaultServerHeader:        true,
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
 		ReadBufferSize:               cfg.Server.MaxHeaderBytes,
-		ReadTimeout:                  min(cfg.Server.HeaderTimeout, readTimeout),
-		WriteTimeout:                 cfg.Server.WriteTimeout,
-		IdleTimeout:                  cfg.Server.IdleTimeout,
 		Concurrency:                  cfg.Server.MaxConns,
 		MaxRequestBodySize:           cfg.Server.BufferBodyBytes,
 		StreamRequestBody:            true,

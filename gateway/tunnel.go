@@ -318,7 +318,7 @@ func (s *Server) relay(ctx *fasthttp.RequestCtx, snap *snapshot, a access, mc ne
 	}
 	resp := &ctx.Response
 	mr.Header.CopyTo(&resp.Header)
-	removeHopHeaders(&resp.Header)
+	removeHopHeaders(&resp.Header, hopsOfResponse(&resp.Header))
 	resp.Header.ResetConnectionClose()
 	if snap.cookie != nil && snap.cookie.setFor(resp, a.m, hint.m, hint.res) {
 		s.stats.cookiesSet.Add(1)

@@ -214,7 +214,7 @@ func runBench(args []string) int {
 	fs.BoolVar(&o.TLS, "tls", false, "TLS 1.3 on sessiongate and the peers: keep-alive HTTPS, new handshakes per second and HTTP/2, no direct phase")
 	fs.IntVar(&o.H2Conns, "h2-conns", 4, "with -tls: connections of the h2 load")
 	fs.IntVar(&o.H2Streams, "h2-streams", 16, "with -tls: concurrent streams on each connection of the h2 load (1-100)")
-	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx")
+	peers := fs.String("peers", "", "comma-separated peers measured too: haproxy, nginx, fasthttp (the naive fasthttp proxy)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	asMarkdown := fs.Bool("markdown", false, "print the report as a Markdown table (not with -memory)")
 	minRatio := fs.Float64("min-ratio", 0, "fail (exit 1) when sessiongate/direct req/s is below this (the CI gate); 0 = not checked")
@@ -228,11 +228,20 @@ func runBench(args []string) int {
 	instances := fs.Int("instances", 0, "prove N gateway processes on one config route alike: each request to a random instance, a member killed halfway (see -instance-modes)")
 	instanceModes := fs.String("instance-modes", "", "with -instances: comma-separated modes: route, cookie, hash, learned-redis, learned-local (default: route, cookie, hash, and learned-redis with -redis)")
 	redisAddr := fs.String("redis", "", "with -instances: the Redis address of the learned-redis mode")
+	serveNaive := fs.String("serve-naive", "", "serve the naive fasthttp peer on this address (the child process of -peers fasthttp)")
+	naiveMembers := fs.String("naive-members", "", "with -serve-naive: comma-separated member addresses")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *serveNaive != "" {
+		if err := bench.ServeNaive(*serveNaive, *naiveMembers); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
 	}
 	if *asMarkdown && (*asJSON || *memory) {
 		fmt.Fprintln(os.Stderr, "sessiongate bench: -markdown does not combine with -json or -memory")
