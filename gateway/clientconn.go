@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
-	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -65,23 +62,6 @@ type clientConn struct {
 	wsince   int64
 	rd, wd   int64 // the deadlines armed (ticker scale); 0: none
 	explicit bool  // handed over (hijacked): its deadlines are the tunnel's from now on
-
-	// The held answer (plain TCP only, rc set): see heldAnswer.
-	rc      syscall.RawConn
-	hold    bool          // the handler said the answer is whole (wholeAnswer)
-	demoted bool          // an answer's wait missed a request already there: none held from now on
-	hstate  atomic.Uint32 // heldNone, heldSet (owned by the reader), heldSending, heldTaken (by Close)
-	pending []byte        // the held write
-	readFn  func(fd uintptr) bool
-	// readFn's arguments and results, in fields so that Read allocates nothing.
-	rbuf   []byte
-	rn     int
-	rerr   error
-	werr   error
-	sent   bool
-	unsent bool
-	probe  bool // readFn reads at once (after a nudge), and notes in eagain whether it waited
-	eagain bool
 }
 
 // Read phases of a client connection (clientConn.phase).
@@ -94,22 +74,13 @@ const (
 // clientWaits are the client-facing timeouts of a Server, for its clientConns.
 type clientWaits struct {
 	idle, head, read, write wait
-	nudge                   wait // the wait for a request after an answer held (heldAnswer)
 	clk                     connClock
 }
 
-// nudgeWait bounds the wait for a client's next request after a held answer was sent
-// from inside it; past it the wait goes on the ordinary way (heldAnswer).
-const nudgeWait = 2 * time.Second
-
 func newClientWaits(clock *ticker, header, read, write, idle time.Duration) *clientWaits {
 	head := min(header, read)
-	nudge := nudgeWait
-	if idle > 0 {
-		nudge = min(nudge, idle)
-	}
 	return &clientWaits{idle: newWait(idle), head: newWait(head), read: newWait(read), write: newWait(write),
-		nudge: newWait(nudge), clk: newConnClock(clock, idle, head, read, write, nudge)}
+		clk: newConnClock(clock, idle, head, read, write)}
 }
 
 // keep makes c keep w's timeouts; the connection begins now (its first head counts
@@ -118,13 +89,10 @@ func (c *clientConn) keep(w *clientWaits) {
 	c.waits, c.first, c.since = w, true, w.clk.now()
 }
 
-// keepRead arms the read deadline of the phase, unless the one armed fits it; nudged
-// is the wait after a held answer (nudgeWait).
-func (c *clientConn) keepRead(nudged bool) error {
+// keepRead arms the read deadline of the phase, unless the one armed fits it.
+func (c *clientConn) keepRead() error {
 	w := &c.waits.read
 	switch {
-	case nudged:
-		w = &c.waits.nudge
 	case c.phase == phaseIdle && !c.first:
 		w = &c.waits.idle
 	case c.phase != phaseBody:
@@ -153,8 +121,7 @@ func (c *clientConn) advance() {
 	}
 }
 
-// Write writes, under write_timeout from the answer's first write. A write of a whole
-// answer is held for the next Read (heldAnswer), after the one held before it is sent.
+// Write writes, under write_timeout from the answer's first write.
 func (c *clientConn) Write(p []byte) (int, error) {
 	if c.waits != nil && !c.explicit {
 		if !c.writing {
@@ -167,29 +134,11 @@ func (c *clientConn) Write(p []byte) (int, error) {
 			}
 		}
 	}
-	if c.rc == nil {
-		return c.Conn.Write(p)
-	}
-	if err := c.sendHeld(); err != nil {
-		return 0, err
-	}
-	if c.hold && !c.explicit && !c.demoted && len(p) <= pendingMax {
-		c.pending = append(c.pending[:0], p...)
-		if !c.hstate.CompareAndSwap(heldNone, heldSet) {
-			return 0, net.ErrClosed // closed meanwhile
-		}
-		return len(p), nil
-	}
 	return c.Conn.Write(p)
 }
 
-// Close sends a held answer, closes the connection and frees its place in the
-// per-client count. It may come from another goroutine than the reader's (fasthttp's
-// Shutdown closes idle connections): hstate says who sends what is held.
+// Close closes the connection and frees its place in the per-client count.
 func (c *clientConn) Close() error {
-	if c.hstate.Swap(heldTaken) == heldSet {
-		c.Conn.Write(c.pending) //nolint:errcheck // best effort: the connection closes anyway
-	}
 	if c.closed.CompareAndSwap(false, true) && c.s != nil {
 		c.s.perIP.remove(c.perIP)
 	}
@@ -256,37 +205,17 @@ var (
 	strTransferEncodingColon = []byte("transfer-encoding:")
 )
 
-// newClientConn wraps an accepted connection; a plain TCP one may hold answers.
-func newClientConn(c net.Conn) *clientConn {
-	cc := &clientConn{Conn: c, inHead: true}
-	if tc, ok := c.(*net.TCPConn); ok {
-		if rc, err := tc.SyscallConn(); err == nil {
-			cc.rc = rc
-			cc.readFn = cc.readStep
-		}
-	}
-	return cc
-}
+func newClientConn(c net.Conn) *clientConn { return &clientConn{Conn: c, inHead: true} }
 
 // Read reads under the phase's read timeout and, in a head, scans.
 func (c *clientConn) Read(p []byte) (int, error) {
 	kept := c.waits != nil && !c.explicit
-	nudged := kept && c.rc != nil && c.hstate.Load() == heldSet && c.phase == phaseIdle && !c.first && len(p) > 0
 	if kept {
-		if err := c.keepRead(nudged); err != nil {
+		if err := c.keepRead(); err != nil {
 			return 0, err
 		}
 	}
-	var n int
-	var err error
-	if nudged {
-		n, err = c.readNudged(p)
-	} else {
-		if err := c.sendHeld(); err != nil {
-			return 0, err
-		}
-		n, err = c.Conn.Read(p)
-	}
+	n, err := c.Conn.Read(p)
 	if n > 0 {
 		bare := c.inHead && c.scan(p[:n])
 		if kept {
@@ -305,7 +234,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 // request (idle_timeout) begins.
 func (c *clientConn) next() {
 	c.inHead, c.lastCR, c.lineLen, c.lines, c.flags, c.tailN = true, false, 0, 0, 0, 0
-	c.headDone, c.hold = false, false
+	c.headDone = false
 	if c.waits != nil {
 		c.phase, c.first, c.writing, c.since = phaseIdle, false, false, c.waits.clk.now()
 	}
@@ -318,7 +247,7 @@ func (c *clientConn) next() {
 // deadlines are the tunnel's from now on; the 101 answer still to be written gets
 // write_timeout.
 func (c *clientConn) hijacked() {
-	c.inHead, c.hold = false, false
+	c.inHead = false
 	if c.waits != nil && !c.explicit {
 		c.explicit = true
 		if w := c.waits.write.d; w > 0 {
@@ -487,168 +416,4 @@ func (l clientListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return newClientConn(c), nil
-}
-
-// The held answer. After a keep-alive answer, fasthttp reads the connection for the
-// next request at once, and Go's Read tries read(2) before it waits: the client has
-// not sent it yet, so that read fails with EAGAIN, one system call in vain per request
-// (3 client-side calls of the gateway's 5.2 per request, measured with perf on the
-// pinned bench; HAProxy and NGINX read only when epoll says so). The handler marks an
-// answer it has whole (wholeAnswer): fasthttp's writes of it are held (up to one
-// buffer each, a later write sending the one before), and the Read that waits for the
-// next request sends the last one from inside syscall.RawConn.Read, as memberConn
-// sends a request: RawConn.Read clears the descriptor's readiness, readStep writes and
-// asks to wait, and the poller wakes it when the request arrives.
-//
-// The reset loses a readiness that came before it: bytes the client sent before it had
-// the answer (a pipelining client, or an early close) would not wake the wait. So that
-// wait is bounded by nudgeWait (armed coarsely, not per request); past it one read at
-// once (probe) catches what came, and a connection where it finds bytes holds no answer
-// again (demoted). An idle client just waits on, under idle_timeout. Only plain TCP
-// connections hold answers (no TLS, no PROXY protocol), only in the wait for the next
-// request, never on the first request of a connection, and Close sends a held answer
-// first, from whichever goroutine closes.
-const (
-	heldNone uint32 = iota
-	heldSet
-	heldSending
-	heldTaken
-)
-
-// wholeAnswer tells the connection of ctx that the answer the handler leaves is whole:
-// fasthttp writes it at once after the handler returns, so its last write may wait for
-// the next read. It does not allocate.
-func wholeAnswer(c net.Conn) {
-	if cc, ok := c.(*clientConn); ok && cc.rc != nil && cc.waits != nil && !cc.demoted {
-		cc.hold = true
-	}
-}
-
-// sendHeld sends a held write the ordinary way (waiting for room, under the write
-// deadline), before anything else is written or read.
-func (c *clientConn) sendHeld() error {
-	switch c.hstate.Load() {
-	case heldNone:
-		return nil
-	case heldTaken:
-		return net.ErrClosed
-	}
-	if !c.hstate.CompareAndSwap(heldSet, heldSending) {
-		return net.ErrClosed
-	}
-	_, err := c.Conn.Write(c.pending)
-	c.pending = c.pending[:0]
-	c.hstate.CompareAndSwap(heldSending, heldNone)
-	return err
-}
-
-// readNudged sends the held write from inside the wait for the next request, and reads
-// it; see heldAnswer.
-func (c *clientConn) readNudged(p []byte) (int, error) {
-	if !c.hstate.CompareAndSwap(heldSet, heldSending) {
-		return 0, net.ErrClosed
-	}
-	c.rbuf, c.rn, c.rerr, c.werr, c.sent, c.unsent, c.probe = p, 0, nil, nil, false, false, false
-	err := c.rc.Read(c.readFn)
-	if c.sent || c.werr != nil {
-		c.pending = c.pending[:0]
-		c.hstate.CompareAndSwap(heldSending, heldNone)
-	} else {
-		c.hstate.CompareAndSwap(heldSending, heldSet) // not sent (a deadline before it): still held
-	}
-	switch {
-	case c.werr != nil:
-		return 0, c.opError("write", os.NewSyscallError("write", c.werr))
-	case c.unsent:
-		if err := c.sendHeld(); err != nil {
-			return 0, err
-		}
-		return c.Conn.Read(p)
-	case err != nil && c.sent && errors.Is(err, os.ErrDeadlineExceeded):
-		return c.readProbe(p) // nudgeWait passed: see whether a request was there already
-	case err != nil:
-		var oe *net.OpError
-		if errors.As(err, &oe) {
-			err = oe.Err // RawConn's own "raw-read" wrapping
-		}
-		return 0, c.opError("read", err)
-	}
-	return c.result()
-}
-
-// readProbe reads at once what is there, else waits the ordinary way (idle_timeout);
-// bytes there at once mean that the wait missed them: the connection holds no answer
-// again.
-func (c *clientConn) readProbe(p []byte) (int, error) {
-	if c.waits != nil {
-		if err := c.keepRead(false); err != nil {
-			return 0, err
-		}
-	}
-	c.rbuf, c.rn, c.rerr, c.probe, c.eagain = p, 0, nil, true, false
-	err := c.rc.Read(c.readFn)
-	if !c.eagain && err == nil {
-		c.demoted, c.hold = true, false
-	}
-	if err != nil {
-		var oe *net.OpError
-		if errors.As(err, &oe) {
-			err = oe.Err
-		}
-		return 0, c.opError("read", err)
-	}
-	return c.result()
-}
-
-func (c *clientConn) result() (int, error) {
-	c.rbuf = nil
-	switch {
-	case c.rerr != nil:
-		return 0, c.opError("read", os.NewSyscallError("read", c.rerr))
-	case c.rn == 0:
-		return 0, io.EOF
-	}
-	return c.rn, nil
-}
-
-// readStep is RawConn.Read's callback: the first call sends the held write and asks
-// to wait (unless probing); the following ones read.
-func (c *clientConn) readStep(fd uintptr) bool {
-	if !c.probe && !c.sent {
-		for len(c.pending) > 0 {
-			n, err := syscall.Write(int(fd), c.pending)
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-				c.unsent = true
-				return true
-			case err != nil:
-				c.werr = err
-				return true
-			}
-			c.pending = c.pending[:copy(c.pending, c.pending[n:])]
-		}
-		c.sent = true
-		return false // sent: wait for the request instead of reading in vain
-	}
-	for {
-		n, err := syscall.Read(int(fd), c.rbuf)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			c.eagain = true
-			return false
-		case err != nil:
-			c.rerr = err
-			return true
-		}
-		c.rn = n
-		return true
-	}
-}
-
-func (c *clientConn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

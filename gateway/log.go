@@ -335,9 +335,6 @@ func (b *sentBody) CloseWithError(werr error) error {
 		}
 		b.s.health.Observe(b.a.m.State, f)
 	}
-	if !truncated {
-		wholeAnswer(b.ctx.Conn()) // fasthttp calls this after the body's last write, before its flush
-	}
 	b.a.status, b.a.sent, b.a.truncated = resp.StatusCode(), b.n, truncated
 	b.s.logAccess(b.ctx, b.snap, &b.a)
 	*b = sentBody{}

@@ -199,7 +199,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		resp.SetBody(mr.Body())
 		fasthttp.ReleaseResponse(mr)
 	}
-	wholeAnswer(ctx.Conn())
 	s.logAccess(ctx, snap, &access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind,
 		status: resp.StatusCode(), sent: int64(len(resp.Body()))})
 }
@@ -1005,7 +1004,6 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, snap *snapshot, a access, err er
 		ctx.SetConnectionClose() // the rest of the body is still on the connection, or lost
 	}
 	a.status, a.sent, a.err = status, int64(len(statusBodies[status])), err
-	wholeAnswer(ctx.Conn())
 	s.logAccess(ctx, snap, &a)
 }
 
