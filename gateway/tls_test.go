@@ -609,3 +609,18 @@ func TestTLSShutdownWithPendingHandshake(t *testing.T) {
 		t.Fatal("the pending handshake's connection outlived the shutdown")
 	}
 }
+
+// TestForwardedPortReplaced: the client's own X-Forwarded-Port (any number of them) is
+// replaced by the listener's port, one header.
+func TestForwardedPortReplaced(t *testing.T) {
+	addr := startHTTPMember(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "ports=%s\n", strings.Join(r.Header.Values("X-Forwarded-Port"), ","))
+	}))
+	cfg := gwConfig(gwGroup("fb", "/fb", gwMember("m1", addr)))
+	_, gw := startGateway(t, cfg, zerolog.Nop())
+	_, port, _ := net.SplitHostPort(gw)
+	resp, body := rawRoundTrip(t, gw, "GET /fb/x HTTP/1.1\r\nHost: app\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Port: 2\r\n\r\n")
+	if resp.StatusCode != 200 || bodyField(body, "ports") != port {
+		t.Fatalf("member saw X-Forwarded-Port %q, want %s alone", bodyField(body, "ports"), port)
+	}
+}
