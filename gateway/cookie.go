@@ -97,38 +97,38 @@ func setCookieValue(c config.AffinityCookie, value, path string) []byte {
 	return b
 }
 
-// verify finds the request's affinity cookie among its Cookie headers and says whom it
-// names. It does not allocate.
-func (ac *affinityCookie) verify(cookies [][]byte) (*router.Member, int) {
-	for _, h := range cookies {
-		v, ok := router.PeekCookie(h, ac.name)
-		if !ok {
-			continue
-		}
-		e, found := ac.byValue[string(v)]
-		switch {
-		case !found:
-			return nil, cookieInvalid
-		case e.current:
-			return e.m, cookieValid
-		}
-		return e.m, cookieOldKey
-	}
-	return nil, cookieAbsent
-}
-
-// pinnedIndex is the request's affinity cookie member's index in g, or -1, with how the
-// cookie verified: a valid cookie of another group's member is absent for g.
+// pinnedIndex finds, among the request's Cookie headers, an affinity cookie that names
+// a member of g, and returns that member's index in g (-1: none), the member, and how
+// the cookie verified. Every cookie of the name is looked at: a browser sends one per
+// Path and Domain (nested groups, a sibling subdomain's), so a first one that does not
+// verify, or names another group's member, must not hide a valid one behind it. A
+// request whose cookies of the name all fail to verify is cookieInvalid; one whose only
+// valid cookies are other groups' is cookieAbsent for g. It does not allocate.
 func (ac *affinityCookie) pinnedIndex(g *router.Group, cookies [][]byte) (int, *router.Member, int) {
-	m, res := ac.verify(cookies)
-	if m == nil {
-		return -1, nil, res
+	res := cookieAbsent
+	for _, h := range cookies {
+		for rest := h; len(rest) > 0; {
+			v, next, ok := router.NextCookie(rest, ac.name)
+			if !ok {
+				break
+			}
+			rest = next
+			e, found := ac.byValue[string(v)]
+			if !found {
+				res = cookieInvalid
+				continue
+			}
+			i := g.IndexOf(e.m)
+			if i < 0 {
+				continue // another group's cookie
+			}
+			if e.current {
+				return i, e.m, cookieValid
+			}
+			return i, e.m, cookieOldKey
+		}
 	}
-	i := g.IndexOf(m)
-	if i < 0 {
-		return -1, nil, cookieAbsent
-	}
-	return i, m, res
+	return -1, nil, res
 }
 
 // setFor adds the cookie of m to an answer, unless the request already had it.

@@ -57,20 +57,23 @@ func (s *Server) serveH2(w http.ResponseWriter, r *http.Request) {
 	ctx := h2Ctxs.Get().(*fasthttp.RequestCtx)
 	ctx.Init2(hc, s.fhLog, false)
 	req := &ctx.Request
-	if err := s.h2Head(&req.Header, r); err != nil {
-		// Larger than server.max_header_bytes allows (net/http bounds HTTP/2 heads by
-		// it too, so only the rewriting can push it over).
-		s.stats.errors[kindHeaderTooLarge].Add(1)
-		http.Error(w, "431 Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
-		req.Reset()
-		h2Ctxs.Put(ctx)
-		return
-	}
+	headErr := s.h2Head(&req.Header, r)
 	if r.ContentLength > 0 || r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
 		req.SetBodyStream(r.Body, int(r.ContentLength))
 	}
 
-	s.handle(ctx)
+	switch {
+	case headErr == nil:
+		s.handle(ctx)
+	case headErr == errH2HeadTooLarge:
+		// Larger than server.max_header_bytes (net/http bounds HTTP/2 heads by it too,
+		// so only the rewriting can push it over): 431, logged as the gateway's answers.
+		s.fail(ctx, s.snap.Load(), access{start: ctx.Time()}, headErr)
+	default:
+		// A head fasthttp's parser refuses (a target with a space, which HTTP/2 lets
+		// through): 400 and one line, as on HTTP/1.1.
+		s.handleParseError(ctx, headErr)
+	}
 
 	resp := &ctx.Response
 	wh := w.Header()

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -272,12 +273,29 @@ func bufferBody(req *fasthttp.Request, limit int) (bool, error) {
 		return false, nil
 	}
 	if req.IsBodyStream() {
-		if len(req.Body()) != cl { // Body reads the stream and closes it
+		// Read the stream here, not through req.Body(): when a stream fails, fasthttp
+		// makes the body the error's text, which can be as long as Content-Length (an
+		// HTTP/2 stream that ended short: "request declared a Content-Length of 62 but
+		// only wrote 5 bytes") and would reach the member as the body.
+		bp := bodyBufs.Get().(*[]byte)
+		if cap(*bp) < cl {
+			*bp = make([]byte, cl)
+		}
+		b := (*bp)[:cl]
+		_, err := io.ReadFull(req.BodyStream(), b)
+		if err == nil {
+			req.SetBody(b) // copies; closes the stream
+		}
+		bodyBufs.Put(bp)
+		if err != nil {
 			return false, errClientBody
 		}
 	}
 	return !req.IsBodyStream(), nil
 }
+
+// bodyBufs are the buffers bufferBody reads request bodies into.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // checkRequest refuses what fasthttp's parser lets through but no member should be
 // sent: an HTTP version other than 1.x (505; a later 1.x is answered as 1.1, RFC 9110
@@ -933,7 +951,7 @@ func kindOf(err error) errKind {
 		return kindUploadCut
 	case err == errMemberRefused:
 		return kindMemberRefused
-	case errors.As(err, &small):
+	case errors.As(err, &small), err == errH2HeadTooLarge:
 		return kindHeaderTooLarge
 	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, errMemberTLS), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout):
 		// A handshake that failed (a certificate that does not verify) or timed out is a

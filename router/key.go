@@ -82,6 +82,14 @@ nextSource:
 //
 // Safe for concurrent use; does not allocate; the value is a sub-slice of hdr.
 func PeekCookie(hdr, name []byte) (value []byte, found bool) {
+	value, _, found = NextCookie(hdr, name)
+	return value, found
+}
+
+// NextCookie is PeekCookie that also returns the rest of hdr after the cookie found, so
+// that every cookie of that name can be visited (a browser sends several of one name
+// when their Path or Domain differ). Safe for concurrent use; does not allocate.
+func NextCookie(hdr, name []byte) (value, rest []byte, found bool) {
 	for len(hdr) > 0 {
 		// One cookie-pair: up to the next ';'.
 		var pair []byte
@@ -101,9 +109,9 @@ func PeekCookie(hdr, name []byte) (value []byte, found bool) {
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
-		return v, true
+		return v, hdr, true
 	}
-	return nil, false
+	return nil, nil, false
 }
 
 // PeekPath returns the path of a raw request target: the bytes before '?' or '#',
