@@ -213,6 +213,8 @@ func (s *Server) handshakeLoop(ln net.Listener, info *listenerInfo, h1, h2 *chan
 // handshake runs the TLS handshake of c and delivers it.
 func (s *Server) handshake(c net.Conn, ip netip.Addr, info *listenerInfo, h1, h2 *chanListener) {
 	t := info.tls
+	t.pending.Add(1)
+	defer t.pending.Add(-1)
 	var ac *affinityConn
 	inner := c
 	if t.affinity.Load() {

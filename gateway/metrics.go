@@ -372,6 +372,10 @@ func (s *Server) writeListenerMetrics(p *promWriter) {
 			p.counter(l.HandshakeErrors, "sessiongate_tls_handshake_errors_total", "listener", l.Address)
 		}
 	}
+	p.family("sessiongate_tls_handshakes_in_progress", "gauge", "TLS handshakes under way, by listener.")
+	for _, t := range s.tlsListeners() {
+		p.gauge(uint64(max(t.pending.Load(), 0)), "sessiongate_tls_handshakes_in_progress", "listener", s.listenerAddr(t.index))
+	}
 	p.family("sessiongate_tls_certificate_expiry_seconds", "gauge", "Seconds until each served certificate expires (negative once expired).")
 	for _, l := range ls {
 		for _, c := range l.Certificates {
@@ -383,4 +387,16 @@ func (s *Server) writeListenerMetrics(p *promWriter) {
 				"listener", l.Address, "file", c.File, "name", name, "names", strings.Join(c.Names, ",")), float64(c.ExpiresIn))
 		}
 	}
+}
+
+// listenerAddr is the address listener i listens on.
+func (s *Server) listenerAddr(i int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, info := range s.infos {
+		if info.index == i {
+			return info.addr
+		}
+	}
+	return ""
 }

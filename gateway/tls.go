@@ -32,6 +32,7 @@ type tlsListener struct {
 	affinity atomic.Bool
 	http2    bool
 	errors   atomic.Uint64 // failed handshakes
+	pending  atomic.Int64  // handshakes under way
 	// seen are the stamps of the files when they were last tried: a change that
 	// does not load is tried (and logged) once, then again at their next change.
 	seen atomic.Pointer[[]fileStamp]

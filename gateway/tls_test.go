@@ -592,7 +592,7 @@ func TestTLSShutdownWithPendingHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "the silent client's handshake to start", func() bool { return s.tlsListeners()[0].pending.Load() == 1 })
 	if err := s.Shutdown(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
