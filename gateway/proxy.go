@@ -123,25 +123,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if next == nil {
 			break
 		}
-		s.stats.retries.Add(1)
-		if first == nil {
-			first, firstKind = m, kindOf(err)
-		}
 		if req.Header.ContentLength() > 0 {
 			s.stats.replays.Add(1)
 		}
-		s.log.Debug().Str("group", g.Name).Str("from", m.ID).Str("to", next.ID).
-			Str("error_kind", errKindNames[kindOf(err)]).Msg("retrying on another member")
-		// The session moves for good only if the failed member is now out (down or
-		// ejected by this failure); a passing fault, or a full pool, serves this one
-		// request elsewhere and leaves the binding alone.
-		if len(key) > 0 {
-			outcome, reason = router.OutcomeMoved, router.MoveRetry
-			if r := m.State.Reason(); r != router.MoveNone {
-				reason = r
-				s.rebind(snap, keyHash, next)
-			}
+		if first == nil {
+			first, firstKind = m, kindOf(err)
 		}
+		outcome, reason = s.retryMove(snap, g, m, next, key, keyHash, err, outcome, reason)
 		m = next
 	}
 	if err != nil {
@@ -202,6 +190,27 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	s.logAccess(ctx, snap, &access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind,
 		status: resp.StatusCode(), sent: int64(len(resp.Body()))})
+}
+
+// retryMove is what a retry from m to next does, for a request and for an upgrade
+// alike: it is counted and logged, and a keyed request's session moves, for this
+// request only unless m is now out (down, or ejected by this failure): then its binding
+// goes to next. A passing fault, or a full pool, leaves the binding alone. It returns
+// the request's outcome and move reason.
+func (s *Server) retryMove(snap *snapshot, g *router.Group, m, next *router.Member, key []byte, keyHash uint64, err error,
+	outcome router.Outcome, reason router.MoveReason) (router.Outcome, router.MoveReason) {
+	s.stats.retries.Add(1)
+	s.log.Debug().Str("group", g.Name).Str("from", m.ID).Str("to", next.ID).
+		Str("error_kind", errKindNames[kindOf(err)]).Msg("retrying on another member")
+	if len(key) == 0 {
+		return outcome, reason
+	}
+	outcome, reason = router.OutcomeMoved, router.MoveRetry
+	if r := m.State.Reason(); r != router.MoveNone {
+		reason = r
+		s.rebind(snap, keyHash, next)
+	}
+	return outcome, reason
 }
 
 // maxHTTP10Body caps the member body of unknown length read whole for an HTTP/1.0

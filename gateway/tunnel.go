@@ -146,19 +146,10 @@ func (s *Server) upgrade(ctx *fasthttp.RequestCtx, snap *snapshot, g *router.Gro
 		if next == nil {
 			break
 		}
-		s.stats.retries.Add(1)
 		if first == nil {
 			first, firstKind = m, kindOf(err)
 		}
-		s.log.Debug().Str("group", g.Name).Str("from", m.ID).Str("to", next.ID).
-			Str("error_kind", errKindNames[kindOf(err)]).Msg("upgrade: retrying on another member")
-		if len(key) > 0 {
-			outcome, reason = router.OutcomeMoved, router.MoveRetry
-			if r := m.State.Reason(); r != router.MoveNone {
-				reason = r
-				s.rebind(snap, keyHash, next)
-			}
-		}
+		outcome, reason = s.retryMove(snap, g, m, next, key, keyHash, err, outcome, reason)
 		m = next
 	}
 	a := access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}
