@@ -18,159 +18,44 @@ import (
 )
 
 // handle is the request path: match, extract, pick (router, no allocation), proxy
-// (fasthttp's client), learn, log. Every failure goes through fail.
+// (fasthttp's client), learn, log. Every failure goes through fail. Its steps (begin,
+// again, answer) are shared with the event-loop data path (loop_linux.go), which does
+// the member's I/O itself.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := ctx.Time() // read by fasthttp when the request came in: one clock read fewer
-	snap := s.snap.Load()
-	var first *router.Member // the member a retry left (access log: tried)
-	var firstKind errKind    // and why (retry_reason)
-	s.stats.requests.Add(1)
+	f := flights.Get().(*flight)
+	defer releaseFlight(f)
+	if !s.begin(ctx, f) {
+		return
+	}
 	req := &ctx.Request
-
-	if err := checkRequest(ctx, req); err != nil {
-		s.fail(ctx, snap, access{start: start, g: nil, m: nil, outcome: router.OutcomeNone, tried: first, retryKind: firstKind}, err)
-		return
-	}
-	info, tlsID := connInfo(ctx.Conn())
-	if info != nil && info.redirect != nil {
-		s.redirectHTTPS(ctx, snap, info, start)
-		return
-	}
-	rawURI := req.Header.RequestURI()
-	path := router.PeekPath(rawURI)
-	if snap.pathReject {
-		if dot, slash := router.CheckPath(path); dot || slash && snap.rejectSlash {
-			s.fail(ctx, snap, access{start: start, g: nil, m: nil, outcome: router.OutcomeNone, tried: first, retryKind: firstKind}, errBadPath)
-			return
-		}
-	}
-	g := snap.table.Match(req.Header.Host(), path)
-	if g == nil {
-		s.fail(ctx, snap, access{start: start, g: nil, m: nil, outcome: router.OutcomeNone, tried: first, retryKind: firstKind}, errNoGroup)
-		return
-	}
-	var hdrVal []byte
-	if snap.keyHeader != nil {
-		hdrVal = req.Header.PeekBytes(snap.keyHeader)
-	}
-	// PeekAll returns the raw Cookie values; RequestHeader.Cookie would parse them and
-	// make fasthttp re-serialize the forwarded header.
-	key, _ := snap.table.Key.Extract(req.Header.PeekAll(fasthttp.HeaderCookie), rawURI, hdrVal)
-	pinned, pinnedM, cookieRes := -1, (*router.Member)(nil), cookieAbsent
-	if snap.cookie != nil {
-		pinned, pinnedM, cookieRes = snap.cookie.pinnedIndex(g, req.Header.PeekAll(fasthttp.HeaderCookie))
-		s.stats.cookies[cookieRes].Add(1)
-	}
-	var keyHash uint64
-	fromTLS := false
-	if len(key) == 0 && tlsID != nil && snap.tlsAffinity {
-		// No session key: the TLS session is the session (session.affinity: tls).
-		key, fromTLS = tlsID, true
-	}
-	if len(key) > 0 {
-		keyHash = router.HashKey(key)
-	}
-	d := g.DecideHint(key, keyHash, pinned, fromTLS)
-	m, outcome := d.Member, d.Outcome
-	if m == nil {
-		if d.Bound != nil && g.Strict() {
-			s.stats.refused[d.Reason].Add(1) // a strict group keeps the session on its member
-		}
-		s.fail(ctx, snap, access{start: start, g: g, m: nil, outcome: outcome, tried: first, retryKind: firstKind}, errNoMember)
-		return
-	}
-	if cl := req.Header.ContentLength(); int64(cl) > snap.maxBody {
-		s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, errBodyTooLarge)
-		return
-	}
-	reason := d.Reason // why the session moved, counted with the outcome
-	if outcome == router.OutcomeMoved && len(key) > 0 {
-		s.rebind(snap, keyHash, m)
-	}
-	if isUpgrade(req) { // WebSocket and other upgrades (tunnel.go)
-		s.upgrade(ctx, snap, g, m, outcome, reason, key, keyHash, start, cookieHint{pinnedM, cookieRes})
-		return
-	}
-
-	clientClose := req.Header.ConnectionClose()
-	prepareRequest(ctx, req, snap.trusted)
-	kept, err := bufferBody(req, snap.replayMax)
-	if err != nil {
-		s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, err)
-		return
-	}
-	// A strict group's session never leaves its member, not even for a retry.
-	replay := snap.retry.MaxRetries > 0 && kept && !(g.Strict() && len(key) > 0)
-
-	hostless := len(req.Header.Host()) == 0 // HTTP/1.0 only (checkRequest)
 	// The member's answer is read into a response of its own, so that its streamed
 	// body can be handed to the client's through sentBody (which counts what is sent).
 	mr := fasthttp.AcquireResponse()
-	var tried router.Tried
+	var err error
 	for {
-		tried.Add(m)
-		if hostless {
-			req.Header.SetHost(m.Addr) // name the member, as nginx does
+		f.tried.Add(f.m)
+		if f.hostless {
+			req.Header.SetHost(f.m.Addr) // name the member, as nginx does
 		}
-		err = s.forward(snap, m, req, mr)
-		if err == nil {
+		err = s.forward(f.snap, f.m, req, mr)
+		if err == nil || !s.again(f, req, err) {
 			break
 		}
-		if tried.Len() > snap.retry.MaxRetries || !replay || !retryable(err, req, snap.retry.IdempotentOnTimeout) {
-			break
-		}
-		next := g.Retry(keyHash, len(key) > 0, &tried)
-		if next == nil {
-			break
-		}
-		if req.Header.ContentLength() > 0 {
-			s.stats.replays.Add(1)
-		}
-		if first == nil {
-			first, firstKind = m, kindOf(err)
-		}
-		outcome, reason = s.retryMove(snap, g, m, next, key, keyHash, err, outcome, reason)
-		m = next
 	}
 	if err != nil {
 		fasthttp.ReleaseResponse(mr)
-		if kindOf(err) == kindHeaderTooLarge {
-			err = errMemberHeaderTooLarge // the member's answer, not the client's request: 502, not 431
-		}
-		s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, err)
+		s.failed(ctx, f, err)
 		return
 	}
-	s.stats.outcomes[outcome].Add(1)
-	if outcome == router.OutcomeMoved {
-		s.stats.moves[reason].Add(1) // so that moves by reason add up to moved outcomes
-	}
-	if len(key) > 0 && outcome != router.OutcomeBalanced {
-		m.State.SeeSession(keyHash)
-	}
+	s.answer(ctx, f, mr)
 	resp := &ctx.Response
-	mr.Header.CopyTo(&resp.Header)
-	removeHopHeaders(&resp.Header, hopsOfResponse(&resp.Header))
-	resp.Header.ResetConnectionClose()
-	if info != nil && info.tls != nil {
-		addHSTS(resp, info)
-	}
-	if snap.cookie != nil && snap.cookie.setFor(resp, m, pinnedM, cookieRes) {
-		s.stats.cookiesSet.Add(1)
-	}
-	if clientClose {
-		ctx.SetConnectionClose()
-	}
-	if snap.learn {
-		s.learn(snap, g, m, resp, key, outcome)
-	}
-	m.State.Observe(resp.StatusCode(), time.Since(start))
+	snap, m := f.snap, f.m
 	// An HTTP/1.0 client cannot read a chunked body: one of unknown length is read
 	// whole first (fasthttp would write chunked to it).
 	if mr.IsBodyStream() && (req.Header.IsHTTP11() || mr.Header.ContentLength() >= 0) {
 		// The body goes to the client after handle returns: sentBody logs when it has.
 		b := sentBodies.Get().(*sentBody)
-		*b = sentBody{mr: mr, r: mr.BodyStream(), s: s, ctx: ctx, snap: snap,
-			a: access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}}
+		*b = sentBody{mr: mr, r: mr.BodyStream(), s: s, ctx: ctx, snap: snap, a: f.access()}
 		resp.SetBodyStream(b, mr.Header.ContentLength())
 		return
 	}
@@ -181,15 +66,203 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			if err != nil {
 				s.health.Observe(m.State, health.Closed)
 			}
-			s.fail(ctx, snap, access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind}, errMemberBody)
+			s.fail(ctx, snap, f.access(), errMemberBody)
 			return
 		}
 	} else {
 		resp.SetBody(mr.Body())
 		fasthttp.ReleaseResponse(mr)
 	}
-	s.logAccess(ctx, snap, &access{start: start, g: g, m: m, outcome: outcome, tried: first, retryKind: firstKind,
-		status: resp.StatusCode(), sent: int64(len(resp.Body()))})
+	a := f.access()
+	a.status, a.sent = resp.StatusCode(), int64(len(resp.Body()))
+	s.logAccess(ctx, snap, &a)
+}
+
+// flight is one request on its way to a member: what routing decided and what the
+// attempts (retries) changed, from begin to the answer. Both data paths carry it.
+type flight struct {
+	snap      *snapshot
+	start     time.Time
+	info      *listenerInfo
+	g         *router.Group
+	m         *router.Member
+	outcome   router.Outcome
+	reason    router.MoveReason // why the session moved, counted with the outcome
+	key       []byte
+	keyHash   uint64
+	pinnedM   *router.Member // the member the affinity cookie names
+	cookieRes int
+	first     *router.Member // the member a retry left (access log: tried)
+	firstKind errKind        // and why (retry_reason)
+	tried     router.Tried
+	// clientClose: the client asked to close after this request; hostless: an HTTP/1.0
+	// request without Host, which gets the member's address; replay: the request may
+	// be sent again (its body is in memory, the group lets it leave its member).
+	clientClose, hostless, replay bool
+}
+
+var flights = sync.Pool{New: func() any { return new(flight) }}
+
+func releaseFlight(f *flight) {
+	*f = flight{}
+	flights.Put(f)
+}
+
+// access is the flight's access log record so far.
+func (f *flight) access() access {
+	return access{start: f.start, g: f.g, m: f.m, outcome: f.outcome, tried: f.first, retryKind: f.firstKind}
+}
+
+// begin routes the request in ctx into f: checks, group, session key, affinity and
+// member, the request turned into the member's (prepareRequest) and its body made one
+// that can be sent again (bufferBody). It reports whether the request goes to f.m;
+// false when it was answered here (a failure, a redirect) or went up as an upgrade.
+func (s *Server) begin(ctx *fasthttp.RequestCtx, f *flight) bool {
+	f.start = ctx.Time() // read by fasthttp when the request came in: one clock read fewer
+	snap := s.snap.Load()
+	f.snap = snap
+	s.stats.requests.Add(1)
+	req := &ctx.Request
+
+	if err := checkRequest(ctx, req); err != nil {
+		s.fail(ctx, snap, f.access(), err)
+		return false
+	}
+	info, tlsID := connInfo(ctx.Conn())
+	f.info = info
+	if info != nil && info.redirect != nil {
+		s.redirectHTTPS(ctx, snap, info, f.start)
+		return false
+	}
+	rawURI := req.Header.RequestURI()
+	path := router.PeekPath(rawURI)
+	if snap.pathReject {
+		if dot, slash := router.CheckPath(path); dot || slash && snap.rejectSlash {
+			s.fail(ctx, snap, f.access(), errBadPath)
+			return false
+		}
+	}
+	g := snap.table.Match(req.Header.Host(), path)
+	if g == nil {
+		s.fail(ctx, snap, f.access(), errNoGroup)
+		return false
+	}
+	f.g = g
+	var hdrVal []byte
+	if snap.keyHeader != nil {
+		hdrVal = req.Header.PeekBytes(snap.keyHeader)
+	}
+	// PeekAll returns the raw Cookie values; RequestHeader.Cookie would parse them and
+	// make fasthttp re-serialize the forwarded header.
+	key, _ := snap.table.Key.Extract(req.Header.PeekAll(fasthttp.HeaderCookie), rawURI, hdrVal)
+	pinned := -1
+	f.cookieRes = cookieAbsent
+	if snap.cookie != nil {
+		pinned, f.pinnedM, f.cookieRes = snap.cookie.pinnedIndex(g, req.Header.PeekAll(fasthttp.HeaderCookie))
+		s.stats.cookies[f.cookieRes].Add(1)
+	}
+	fromTLS := false
+	if len(key) == 0 && tlsID != nil && snap.tlsAffinity {
+		// No session key: the TLS session is the session (session.affinity: tls).
+		key, fromTLS = tlsID, true
+	}
+	if len(key) > 0 {
+		f.keyHash = router.HashKey(key)
+	}
+	f.key = key
+	d := g.DecideHint(key, f.keyHash, pinned, fromTLS)
+	f.m, f.outcome, f.reason = d.Member, d.Outcome, d.Reason
+	if f.m == nil {
+		if d.Bound != nil && g.Strict() {
+			s.stats.refused[d.Reason].Add(1) // a strict group keeps the session on its member
+		}
+		s.fail(ctx, snap, f.access(), errNoMember)
+		return false
+	}
+	if cl := req.Header.ContentLength(); int64(cl) > snap.maxBody {
+		s.fail(ctx, snap, f.access(), errBodyTooLarge)
+		return false
+	}
+	if f.outcome == router.OutcomeMoved && len(key) > 0 {
+		s.rebind(snap, f.keyHash, f.m)
+	}
+	if isUpgrade(req) { // WebSocket and other upgrades (tunnel.go)
+		s.upgrade(ctx, snap, g, f.m, f.outcome, f.reason, key, f.keyHash, f.start, cookieHint{f.pinnedM, f.cookieRes})
+		return false
+	}
+
+	f.clientClose = req.Header.ConnectionClose()
+	prepareRequest(ctx, req, snap.trusted)
+	kept, err := bufferBody(req, snap.replayMax)
+	if err != nil {
+		s.fail(ctx, snap, f.access(), err)
+		return false
+	}
+	// A strict group's session never leaves its member, not even for a retry.
+	f.replay = snap.retry.MaxRetries > 0 && kept && !(g.Strict() && len(key) > 0)
+	f.hostless = len(req.Header.Host()) == 0 // HTTP/1.0 only (checkRequest)
+	return true
+}
+
+// again decides, after an attempt on f.m failed with err, whether the request goes to
+// another member, and if so moves f there (retryMove).
+func (s *Server) again(f *flight, req *fasthttp.Request, err error) bool {
+	snap := f.snap
+	if f.tried.Len() > snap.retry.MaxRetries || !f.replay || !retryable(err, req, snap.retry.IdempotentOnTimeout) {
+		return false
+	}
+	next := f.g.Retry(f.keyHash, len(f.key) > 0, &f.tried)
+	if next == nil {
+		return false
+	}
+	if req.Header.ContentLength() > 0 {
+		s.stats.replays.Add(1)
+	}
+	if f.first == nil {
+		f.first, f.firstKind = f.m, kindOf(err)
+	}
+	f.outcome, f.reason = s.retryMove(snap, f.g, f.m, next, f.key, f.keyHash, err, f.outcome, f.reason)
+	f.m = next
+	return true
+}
+
+// failed answers a request whose last attempt failed with err.
+func (s *Server) failed(ctx *fasthttp.RequestCtx, f *flight, err error) {
+	if kindOf(err) == kindHeaderTooLarge {
+		err = errMemberHeaderTooLarge // the member's answer, not the client's request: 502, not 431
+	}
+	s.fail(ctx, f.snap, f.access(), err)
+}
+
+// answer turns the head of the member's answer mr into the client's (ctx.Response's
+// header): counted, hop-by-hop headers dropped, HSTS, the affinity cookie, the session
+// learned and the member's latency observed. The body is the caller's to pass on.
+func (s *Server) answer(ctx *fasthttp.RequestCtx, f *flight, mr *fasthttp.Response) {
+	snap, m := f.snap, f.m
+	s.stats.outcomes[f.outcome].Add(1)
+	if f.outcome == router.OutcomeMoved {
+		s.stats.moves[f.reason].Add(1) // so that moves by reason add up to moved outcomes
+	}
+	if len(f.key) > 0 && f.outcome != router.OutcomeBalanced {
+		m.State.SeeSession(f.keyHash)
+	}
+	resp := &ctx.Response
+	mr.Header.CopyTo(&resp.Header)
+	removeHopHeaders(&resp.Header, hopsOfResponse(&resp.Header))
+	resp.Header.ResetConnectionClose()
+	if f.info != nil && f.info.tls != nil {
+		addHSTS(resp, f.info)
+	}
+	if snap.cookie != nil && snap.cookie.setFor(resp, m, f.pinnedM, f.cookieRes) {
+		s.stats.cookiesSet.Add(1)
+	}
+	if f.clientClose {
+		ctx.SetConnectionClose()
+	}
+	if snap.learn {
+		s.learn(snap, f.g, m, resp, f.key, f.outcome)
+	}
+	m.State.Observe(resp.StatusCode(), time.Since(f.start))
 }
 
 // retryMove is what a retry from m to next does, for a request and for an upgrade
