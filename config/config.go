@@ -58,7 +58,23 @@ type Listener struct {
 	// host and target over https, on the port of the first TLS listener (left out when
 	// it is 443). Needs a TLS listener. Default false.
 	RedirectHTTPS bool `yaml:"redirect_https"`
+	// Dataplane is what serves this listener's connections: "fasthttp" (default),
+	// fasthttp's server and client on Go's poller, or "epoll" (Linux, plain listeners
+	// without proxy_protocol), an event loop per core that reads and writes clients and
+	// members itself, with fewer system calls per request. It serves keep-alive HTTP/1.1
+	// requests without a body or with one of at most server.buffer_body_bytes, to
+	// members over plain HTTP; a connection whose request is anything else (an upgrade,
+	// a chunked or larger body, Expect, HTTP/1.0, a head it cannot parse, a group with
+	// member TLS or host names) goes on in fasthttp's data path from that request on,
+	// so both answer alike. Not with session.shared, whose reads would stall a loop.
+	Dataplane string `yaml:"dataplane"`
 }
+
+// Data paths (Listener.Dataplane).
+const (
+	DataplaneFasthttp = "fasthttp"
+	DataplaneEpoll    = "epoll"
+)
 
 // ListenerTLS is the TLS of a listener. The defaults are modern: TLS 1.2 and 1.3, ECDHE
 // key exchange and AEAD ciphers only.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,23 @@ func validateListeners(k *checker, c *Config) {
 			if c.Listeners[j].Address == l.Address && !strings.HasSuffix(l.Address, ":0") {
 				k.str(path+".address", l.Address, fmt.Sprintf("duplicate of listeners[%d].address", j))
 				break
+			}
+		}
+		if l.Dataplane != "" { // "": a Listener built in code, fasthttp
+			k.oneOf(path+".dataplane", l.Dataplane, DataplaneFasthttp, DataplaneEpoll)
+		}
+		if l.Dataplane == DataplaneEpoll {
+			switch {
+			case runtime.GOOS != "linux":
+				k.str(path+".dataplane", l.Dataplane, "needs Linux")
+			case l.TLS != nil:
+				k.str(path+".dataplane", l.Dataplane, "serves plain listeners only: a TLS listener is served by fasthttp")
+			case l.ProxyProtocol:
+				k.str(path+".dataplane", l.Dataplane, "does not read the PROXY protocol: set dataplane fasthttp")
+			case len(c.Session.Shared.Redis.Addresses) > 0:
+				// A local miss waits for Redis (session.shared.budget): in an event loop
+				// that wait would hold every connection of the loop.
+				k.str(path+".dataplane", l.Dataplane, "does not combine with session.shared (a shared-store read would stall the event loop): set dataplane fasthttp")
 			}
 		}
 		if l.TLS == nil {

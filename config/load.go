@@ -113,7 +113,7 @@ func defaultMember() Member {
 
 // defaultListener is a listener whose file gives none of its keys but its address:
 // plain HTTP, HTTP/2 offered once it has TLS.
-func defaultListener() Listener { return Listener{HTTP2: true} }
+func defaultListener() Listener { return Listener{HTTP2: true, Dataplane: DataplaneFasthttp} }
 
 // defaultListenerTLS is the TLS of a listener whose file omits keys of it: TLS 1.2 and
 // up, no client certificates.

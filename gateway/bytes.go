@@ -22,6 +22,7 @@ var (
 	strHTTPSScheme8            = []byte("https://")
 	strSlash                   = []byte("/")
 	strUpgrade                 = []byte("Upgrade") // the header's canonical name, and Connection's token
+	strExpect                  = []byte("Expect")
 	strH2C                     = []byte("h2c")
 	strWebSocket               = []byte("websocket")
 	// wsClose1001 is the close frame the gateway sends a WebSocket client whose tunnel

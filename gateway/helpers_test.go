@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -78,6 +79,7 @@ func gwMember(id, addr string) config.Member {
 // address. Cleanup shuts it down and checks that Serve returned.
 func startGateway(t *testing.T, cfg *config.Config, log zerolog.Logger) (*Server, string) {
 	t.Helper()
+	withDataplane(cfg)
 	s, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -311,4 +313,23 @@ func (s *syncBuffer) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b.Reset()
+}
+
+// testDataplane is the data path the suite runs its plain listeners on:
+// SESSIONGATE_TEST_DATAPLANE (fasthttp or epoll; make test runs the suite on both).
+var testDataplane = os.Getenv("SESSIONGATE_TEST_DATAPLANE")
+
+// withDataplane puts cfg's plain listeners without the PROXY protocol on testDataplane.
+func withDataplane(cfg *config.Config) {
+	if testDataplane == "" || len(cfg.Session.Shared.Redis.Addresses) > 0 {
+		return // (the epoll data path does not combine with session.shared)
+	}
+	if len(cfg.Listeners) == 0 {
+		cfg.Listeners = cfg.ClientListeners()
+	}
+	for i := range cfg.Listeners {
+		if l := &cfg.Listeners[i]; l.TLS == nil && !l.ProxyProtocol {
+			l.Dataplane = testDataplane
+		}
+	}
 }

@@ -25,6 +25,7 @@ type listenerInfo struct {
 	tls      *tlsListener
 	redirect []byte // nil: no redirect
 	proxy    bool
+	epoll    bool // dataplane: epoll
 }
 
 // boundListener is one client listener socket, as Listen opened it.
@@ -49,7 +50,7 @@ func (s *Server) Listen() ([]net.Listener, error) {
 	}
 	var infos []*listenerInfo
 	for i, l := range cfg.ClientListeners() {
-		info := &listenerInfo{index: i, proxy: l.ProxyProtocol}
+		info := &listenerInfo{index: i, proxy: l.ProxyProtocol, epoll: l.Dataplane == config.DataplaneEpoll}
 		if l.TLS != nil {
 			t, err := s.newTLSListener(cfg, i)
 			if err != nil {
@@ -103,6 +104,20 @@ func portOf(a net.Addr) int {
 	return 0
 }
 
+// Why an event loop hands a connection to fasthttp's path (sessiongate_epoll_handoffs_total).
+const (
+	handoffHead    = iota // a head fasthttp's path must answer: too large, bare LF, unparsed
+	handoffVersion        // HTTP/1.0 (or another 1.x)
+	handoffTarget         // a target not in origin-form
+	handoffBody           // a chunked body, or one larger than the retry buffer
+	handoffExpect         // Expect (100-continue)
+	handoffUpgrade        // Upgrade (WebSocket)
+	handoffGroup          // a group with TLS or host-name members
+	numHandoffs
+)
+
+var handoffNames = [numHandoffs]string{"head", "version", "target", "body", "expect", "upgrade", "group"}
+
 // serveListener serves one client socket: plain connections go to fasthttp as they are
 // accepted; TLS ones are handshaken first, each in its own goroutine, then handed to
 // fasthttp (HTTP/1.1) or the HTTP/2 server by their ALPN protocol. It returns how many
@@ -115,6 +130,20 @@ func (s *Server) serveListener(ln net.Listener, errc chan<- error) int {
 	var src net.Listener = bl.Listener
 	if bl.info.proxy {
 		src = s.proxyListener(src, bl.info)
+	}
+	if bl.info.epoll {
+		// The loops accept; the connections they hand over come to fasthttp's server.
+		h1 := newChanListener(src.Addr())
+		lp, err := s.startLoops()
+		if err == nil {
+			err = lp.addListener(src, bl.info, h1)
+		}
+		if err != nil {
+			go func() { errc <- err }()
+			return 1
+		}
+		go func() { errc <- s.srv.Serve(h1) }()
+		return 1
 	}
 	if bl.info.tls == nil {
 		go func() { errc <- s.srv.Serve(&plainListener{Listener: src, s: s, info: bl.info}) }()

@@ -172,7 +172,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 	s.writeSharedMetrics(p)
 
 	p.family("sessiongate_open_connections", "gauge", "Client connections open now.")
-	p.gauge(uint64(max(s.srv.GetOpenConnectionsCount(), 0)), "sessiongate_open_connections")
+	p.gauge(uint64(max(int64(s.srv.GetOpenConnectionsCount()), 0)+s.lp.open()), "sessiongate_open_connections")
 	var inflight int64
 	for _, m := range snap.table.Members {
 		inflight += m.State.Inflight.Load()
@@ -359,6 +359,12 @@ func (s *Server) writeListenerMetrics(p *promWriter) {
 	p.counter(s.stats.h2Requests.Load(), "sessiongate_http2_requests_total")
 	p.family("sessiongate_proxy_protocol_refused_total", "counter", "Connections closed for a missing or invalid PROXY protocol header.")
 	p.counter(s.stats.proxyRefused.Load(), "sessiongate_proxy_protocol_refused_total")
+	p.family("sessiongate_epoll_requests_total", "counter", "Requests served by the event loops of dataplane: epoll listeners.")
+	p.counter(s.stats.loopRequests.Load(), "sessiongate_epoll_requests_total")
+	p.family("sessiongate_epoll_handoffs_total", "counter", "Connections the event loops handed to fasthttp's data path, by the request that made them.")
+	for i, name := range handoffNames {
+		p.counter(s.stats.handoffs[i].Load(), "sessiongate_epoll_handoffs_total", "reason", name)
+	}
 	p.family("sessiongate_https_redirects_total", "counter", "Requests answered with a redirect to https (redirect_https).")
 	p.counter(s.stats.redirects.Load(), "sessiongate_https_redirects_total")
 	p.family("sessiongate_conns_per_ip_refused_total", "counter", "Connections refused by server.max_conns_per_ip.")

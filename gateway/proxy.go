@@ -307,6 +307,13 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 			err = c.Do(req, resp)
 		}
 	}
+	return s.settle(st, err, resp.StatusCode())
+}
+
+// settle records the result of an attempt on the member with state st (begun with
+// Requests and Inflight counted) in its passive health, and returns the error the
+// request path goes on with: errMemberRefused for a write cut short, else err.
+func (s *Server) settle(st *router.MemberState, err error, status int) error {
 	st.Inflight.Add(-1)
 	if err != nil {
 		if writeCut(err) {
@@ -320,7 +327,7 @@ func (s *Server) forward(snap *snapshot, m *router.Member, req *fasthttp.Request
 		return err
 	}
 	f := health.OK
-	if resp.StatusCode() >= 500 {
+	if status >= 500 {
 		f = health.Status5xx // answered, so not retried; a failure where the group ejects on 5xx
 	}
 	s.health.Observe(st, f)
@@ -1033,7 +1040,7 @@ func kindOf(err error) errKind {
 		return kindUploadCut
 	case err == errMemberRefused:
 		return kindMemberRefused
-	case errors.As(err, &small), err == errH2HeadTooLarge:
+	case errors.As(err, &small), err == errH2HeadTooLarge, err == errMemberHeadLarge:
 		return kindHeaderTooLarge
 	case errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, errMemberTLS), errors.Is(err, fasthttp.ErrTLSHandshakeTimeout):
 		// A handshake that failed (a certificate that does not verify) or timed out is a

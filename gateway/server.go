@@ -67,6 +67,7 @@ type Server struct {
 	h2      *http.Server // HTTP/2 of the TLS listeners (listen.go, h2.go)
 	h2conns sync.Map     // *tls.Conn -> *h2Conn, from its handshake to its ConnContext
 	perIP   perIPCount   // server.max_conns_per_ip
+	lp      loops        // the event loops of epoll listeners (loop_linux.go)
 	fhLog   fasthttp.Logger
 
 	mu        sync.Mutex
@@ -96,7 +97,12 @@ type snapshot struct {
 	routeFormat router.Format
 	maxBody     int64
 	retry       config.Retry
-	replayMax   int            // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
+	replayMax   int // largest body kept for a retry: min(retry_buffer, buffer_body_bytes)
+	// loopAddrs are the members' addresses for the event loops (loop_linux.go), by
+	// Member.Index: the zero AddrPort for one they do not dial (TLS, a host name);
+	// loopGroups says by Group.Index whether a group's members are all dialled there.
+	loopAddrs   []netip.AddrPort
+	loopGroups  []bool
 	trusted     []netip.Prefix // forwarded.trusted_proxies
 	pathReject  bool           // server.path_normalization: reject
 	rejectSlash bool           // server.reject_encoded_slashes
@@ -127,6 +133,8 @@ type counters struct {
 	cookiesSet       atomic.Uint64                   // affinity cookies set in answers
 	h2Requests       atomic.Uint64                   // requests over HTTP/2
 	proxyRefused     atomic.Uint64                   // connections without a valid PROXY protocol header
+	loopRequests     atomic.Uint64                   // requests the event loops served
+	handoffs         [numHandoffs]atomic.Uint64      // connections the loops handed to fasthttp's path, by why
 }
 
 // New builds a Server from a validated config.Config. It starts the learned-session cache and
@@ -317,6 +325,20 @@ func (s *Server) build(cfg *config.Config) (*snapshot, error) {
 		}
 	}
 	snap.memberTLS = memberTLS
+	snap.loopAddrs = make([]netip.AddrPort, len(table.Members))
+	for _, m := range table.Members {
+		if ap, err := netip.ParseAddrPort(m.Addr); err == nil && memberTLS[m.Index] == nil {
+			snap.loopAddrs[m.Index] = ap
+		}
+	}
+	snap.loopGroups = make([]bool, len(table.Groups))
+	for _, g := range table.Groups {
+		ok := true
+		for _, m := range g.Members {
+			ok = ok && snap.loopAddrs[m.Index].IsValid()
+		}
+		snap.loopGroups[g.Index] = ok
+	}
 	snap.targets = healthTargets(cfg, table, memberTLS)
 	for _, g := range table.Groups {
 		for _, m := range g.Members {
@@ -352,6 +374,7 @@ func (s *Server) shutdownSessions(st *router.MemberState) {
 			snap.clients[m.Index].CloseIdleConnections() // not handed out again when it is back
 		}
 	}
+	s.lp.memberOut(st)
 	if n := s.connSet(st).closeAll(); n > 0 {
 		s.log.Info().Str("member", st.ID()).Int("connections", n).
 			Msg("member out: its connections closed, requests in flight go elsewhere")
@@ -487,6 +510,11 @@ func (s *Server) ListenAdmin() (net.Listener, error) {
 func (s *Server) Shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// The loops stop accepting before the listening sockets close, then drain beside
+	// fasthttp's server.
+	s.lp.stopAccepting(ctx.Done())
+	loopsDone := make(chan struct{})
+	go func() { s.lp.shutdown(ctx.Done()); close(loopsDone) }()
 	err := s.srv.ShutdownWithContext(ctx)
 	if e := s.h2.Shutdown(ctx); err == nil && e != nil {
 		err = e
@@ -507,6 +535,7 @@ func (s *Server) Shutdown(timeout time.Duration) error {
 	s.tunnelOnce.Do(func() { s.stopTunnels(ctx.Done()) })
 	s.health.Stop()
 	s.series.close()
+	<-loopsDone
 	for _, c := range s.snap.Load().clients {
 		c.CloseIdleConnections()
 	}
