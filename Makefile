@@ -10,7 +10,7 @@ DOCDIR ?= $(PREFIX)/share/doc/sessiongate
 UNITDIR ?= /etc/systemd/system
 IMAGE ?= sessiongate:latest
 
-.PHONY: all build install docker run test fmt-check vet race allocs fuzz bench loadbench bench-gate bench-tls clean
+.PHONY: all build install docker run test fmt-check vet race race-epoll allocs fuzz bench loadbench bench-gate bench-tls clean
 
 all: build
 
@@ -40,9 +40,10 @@ docker: build
 run:
 	$(GO) run ./cmd/sessiongate demo
 
-# What CI runs: formatting, vet, the race-enabled tests, then the allocation guards
-# (built without -race, which changes allocation behaviour).
-test: fmt-check vet race allocs
+# What CI runs: formatting, vet, the race-enabled tests, the gateway's suite again on
+# the epoll data path (every plain listener with dataplane: epoll), then the allocation
+# guards (built without -race, which changes allocation behaviour).
+test: fmt-check vet race race-epoll allocs
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -53,6 +54,9 @@ vet:
 
 race:
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+race-epoll:
+	SESSIONGATE_TEST_DATAPLANE=epoll $(GO) test -race -count=1 -timeout 10m ./gateway/
 
 allocs:
 	$(GO) test -count=1 -run Allocs -v $(PKGS)
