@@ -546,16 +546,18 @@ func (c *cconn) fill() bool {
 	}
 	if len(c.in) == cap(c.in) {
 		limit := c.l.inLimit()
-		if cap(c.in) >= limit {
+		if c.r > 0 {
+			// Earlier (pipelined) requests are done with: move this one to the front.
+			// Nothing points into in yet (the head fasthttp parsed is its own copy).
+			n := copy(c.in, c.in[c.r:])
+			c.in, c.scanned, c.headEnd, c.reqEnd, c.r = c.in[:n], c.scanned-c.r, c.headEnd-c.r, c.reqEnd-c.r, 0
+		} else if cap(c.in) >= limit {
 			if c.st == cBody {
-				return false // cannot happen: a body in the loop fits (inLoop)
+				c.close() // cannot happen: a head and a body the loop serves fit (inLoop)
+				return false
 			}
 			c.handoff(handoffHead) // fasthttp answers a head too large (431)
 			return false
-		}
-		if c.r > 0 && c.st != cBody {
-			n := copy(c.in, c.in[c.r:])
-			c.in, c.scanned, c.r = c.in[:n], c.scanned-c.r, 0
 		} else {
 			grown := make([]byte, len(c.in), min(2*cap(c.in), limit))
 			copy(grown, c.in)
