@@ -31,7 +31,10 @@ import (
 //     line (section 2.2 lets a recipient insist on CRLF), a line that starts with
 //     whitespace (obs-fold, which a proxy must refuse or rewrite, section 5.2, and a relay
 //     cannot rewrite), and whitespace in or after a field name (section 5.1: not a token,
-//     and a proxy must remove it, which a relay cannot). fasthttp takes all three.
+//     and a proxy must remove it, which a relay cannot). fasthttp takes all three, a bare
+//     LF only when a CRLFCRLF comes later in its buffer: where it ends such a body depends
+//     on the bytes after it ("0\r\nX-A: b\n\r\n" ends there when "X: y\r\n\r\n"
+//     follows, and waits for more when nothing does).
 //   - a chunk-size line (size, extensions and CRLF) longer than maxChunkLine bytes, and a
 //     trailer section (its fields and the final CRLF) longer than maxTrailer bytes, so that a
 //     member can keep the scanner busy only while its body makes progress (section 7.1.1:
@@ -48,14 +51,14 @@ import (
 // bytes of the body but a trailer field name's first bytes, in a copy of its own. It does
 // not allocate (TestAllocsBodyScan).
 type bodyScan struct {
-	left  int   // bytes still to come: of a Content-Length body, or of a chunk's data; the chunk size while its digits arrive
-	line  int   // bytes so far of the current chunk-size line, or of the trailer section
-	err   error // why the body failed (state scanFailed): one of the errChunk* sentinels
-	state uint8
+	left int   // bytes still to come: of a Content-Length body or of a chunk's data; the chunk size while its digits arrive
+	line int   // bytes so far of the current chunk-size line, or of the trailer section
+	err  error // why the body broke (scanFailed): one of the *chunkError sentinels
 	// name holds the first bytes of the current trailer field name, lower-cased, for
 	// the forbidden-name check; nameLen is the name's whole length so far.
 	nameLen int
 	name    [len("proxy-authorization")]byte
+	state   uint8
 }
 
 // maxChunkLine caps a chunk-size line: size, extensions and CRLF. maxTrailer caps the
