@@ -5,9 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessiongate/sessiongate/config"
+	"github.com/sessiongate/sessiongate/internal/demo"
 )
 
 // shortOptions are a bounded run of about a second per phase.
@@ -55,6 +60,142 @@ func TestRunGateway(t *testing.T) {
 	var b bytes.Buffer
 	if err := r.WriteTable(&b); err != nil || !strings.Contains(b.String(), "sessiongate/direct: req/s") {
 		t.Errorf("WriteTable = %v:\n%s\nwant the gateway/direct ratio line", err, b.String())
+	}
+}
+
+// needEpoll skips a test of the epoll data path where it does not run.
+func needEpoll(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skipf("the epoll data path needs Linux, not %s", runtime.GOOS)
+	}
+}
+
+// With both data paths, the gateway is measured twice in the same rounds: the rows
+// sessiongate (fasthttp) and sessiongate (epoll), each clean, with its own CPU per
+// request and ratios, and the epoll row's ratios to the fasthttp one.
+func TestRunDataplaneBoth(t *testing.T) {
+	needEpoll(t)
+	o := shortOptions()
+	o.Dataplane = DataplaneBoth
+	r := run(t, o)
+	var names []string
+	for _, p := range r.Phases {
+		names = append(names, p.Name)
+	}
+	if want := []string{"direct", "sessiongate", PhaseEpoll}; !slices.Equal(names, want) {
+		t.Fatalf("phases %q, want %q", names, want)
+	}
+	for _, name := range []string{"sessiongate", PhaseEpoll} {
+		p := phase(t, r, name)
+		if p.Requests == 0 || p.ErrorCount != 0 || p.StickyViolations != 0 || p.MemberForeign != 0 {
+			t.Errorf("%s: %d requests, errors %d %v, sticky violations %d, member foreign %d; want requests and none", name, p.Requests, p.ErrorCount, p.Errors, p.StickyViolations, p.MemberForeign)
+		}
+		if p.CPUPerRequest <= 0 || p.VsDirect == nil || p.VsDirect.RPS <= 0 || p.VsDirect.CPU <= 0 {
+			t.Errorf("%s: CPU/req %v, ratios to direct %+v; want both set", name, p.CPUPerRequest, p.VsDirect)
+		}
+	}
+	if e := phase(t, r, PhaseEpoll); e.VsFasthttpDataplane == nil || e.VsFasthttpDataplane.RPS <= 0 {
+		t.Errorf("%s: ratios to sessiongate %+v, want them set", PhaseEpoll, e.VsFasthttpDataplane)
+	}
+	if fails := r.Gate(0); len(fails) != 0 {
+		t.Errorf("Gate(0) = %q, want none", fails)
+	}
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatalf("WriteTable: %v", err)
+	}
+	for _, want := range []string{"dataplane both", "sessiongate/direct: req/s", PhaseEpoll + "/direct: req/s", PhaseEpoll + "/sessiongate: req/s"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("WriteTable:\n%s\nwant a line with %q", b.String(), want)
+		}
+	}
+}
+
+// With the epoll data path alone, the gateway's one row is sessiongate (epoll).
+func TestRunDataplaneEpoll(t *testing.T) {
+	needEpoll(t)
+	o := shortOptions()
+	o.Duration, o.Requests, o.Dataplane = 0, 300, config.DataplaneEpoll
+	r := run(t, o)
+	if len(r.Phases) != 2 || r.Phase("sessiongate") != nil {
+		t.Fatalf("%d phases, sessiongate %v; want direct and %s alone", len(r.Phases), r.Phase("sessiongate"), PhaseEpoll)
+	}
+	if p := phase(t, r, PhaseEpoll); p.Requests != o.Requests || p.ErrorCount != 0 || p.StickyViolations != 0 {
+		t.Errorf("%s: %d requests, errors %v, sticky violations %d; want %d, none, 0", PhaseEpoll, p.Requests, p.Errors, p.StickyViolations, o.Requests)
+	}
+}
+
+// The gateway's configuration on each data path means what the bench intends: the
+// listen shorthand for fasthttp's, one plain listener with dataplane epoll for epoll's,
+// in the file of the child mode and in the Config of the in-process one alike.
+func TestGatewayDataplaneConfig(t *testing.T) {
+	members := []*demo.Member{{ID: "n1", Route: "n1"}, {ID: "n2", Route: "n2"}}
+	addrs := []string{"127.0.0.1:9001", "127.0.0.1:9002"}
+	for _, dp := range []string{"", config.DataplaneFasthttp} {
+		yml := gatewayYAML("127.0.0.1:8080", false, dp, members, addrs, nil, false)
+		cfg, err := config.Parse(yml)
+		if err != nil {
+			t.Fatalf("config.Parse(dataplane %q): %v\n%s", dp, err, yml)
+		}
+		if len(cfg.Listeners) != 0 || cfg.Listen != "127.0.0.1:8080" {
+			t.Errorf("dataplane %q: listen %q, %d listeners; want 127.0.0.1:8080 and none", dp, cfg.Listen, len(cfg.Listeners))
+		}
+	}
+	yml := gatewayYAML("127.0.0.1:8080", true, config.DataplaneEpoll, members, addrs, nil, false)
+	cfg, err := config.Parse(yml)
+	if err != nil {
+		t.Fatalf("config.Parse(dataplane epoll): %v\n%s", err, yml)
+	}
+	if len(cfg.Listeners) != 1 {
+		t.Fatalf("dataplane epoll: %d listeners, want 1\n%s", len(cfg.Listeners), yml)
+	}
+	if l := cfg.Listeners[0]; l.Address != "127.0.0.1:8080" || l.Dataplane != config.DataplaneEpoll || l.TLS != nil || l.ProxyProtocol {
+		t.Errorf("dataplane epoll: listener %+v, want 127.0.0.1:8080, dataplane epoll, plain", l)
+	}
+	if !cfg.ReusePort || len(cfg.TargetGroups) != 1 || len(cfg.TargetGroups[0].Members) != 2 {
+		t.Errorf("dataplane epoll: reuseport %v, target groups %+v; want reuseport and one group of two members", cfg.ReusePort, cfg.TargetGroups)
+	}
+	// The in-process Config: the same listener, the rest as the fasthttp one.
+	mem := gatewayConfig("127.0.0.1:0", false, config.DataplaneEpoll, members, addrs)
+	want := []config.Listener{{Address: "127.0.0.1:0", HTTP2: true, Dataplane: config.DataplaneEpoll}}
+	if !slices.Equal(mem.Listeners, want) {
+		t.Errorf("gatewayConfig(epoll).Listeners = %+v, want %+v", mem.Listeners, want)
+	}
+	if fast := gatewayConfig("127.0.0.1:0", false, config.DataplaneFasthttp, members, addrs); len(fast.Listeners) != 0 || fast.Listen != "127.0.0.1:0" {
+		t.Errorf("gatewayConfig(fasthttp): listen %q, listeners %+v; want 127.0.0.1:0 and none", fast.Listen, fast.Listeners)
+	}
+}
+
+// The data path is one of three, and the TLS bench is fasthttp's only.
+func TestOptionsDataplane(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		dataplane string
+		tls       bool
+		want      string // "" = valid; else a part of the error
+	}{
+		{"default", "", false, ""},
+		{"fasthttp", config.DataplaneFasthttp, false, ""},
+		{"epoll", config.DataplaneEpoll, false, ""},
+		{"both", DataplaneBoth, false, ""},
+		{"unknown", "xdp", false, `dataplane "xdp": want fasthttp, epoll or both`},
+		{"tls fasthttp", config.DataplaneFasthttp, true, ""},
+		{"tls epoll", config.DataplaneEpoll, true, "not with tls"},
+		{"tls both", DataplaneBoth, true, "not with tls"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{Dataplane: tc.dataplane, TLS: tc.tls}
+			err := o.defaults()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("defaults(dataplane %q, tls %v) = %v, want nil", tc.dataplane, tc.tls, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("defaults(dataplane %q, tls %v) = %v, want an error containing %q", tc.dataplane, tc.tls, err, tc.want)
+			case tc.want == "" && tc.dataplane == "" && o.Dataplane != config.DataplaneFasthttp:
+				t.Fatalf("defaults: dataplane %q, want %q", o.Dataplane, config.DataplaneFasthttp)
+			}
+		})
 	}
 }
 
@@ -203,6 +344,8 @@ func TestGate(t *testing.T) {
 		{"nginx violations are expected", []Phase{phase("sessiongate", 0, 0, 0.8), phase("nginx", 0, 99, 0.8)}, 0.5, ""},
 		{"haproxy violations fail", []Phase{phase("sessiongate", 0, 0, 0.8), phase("haproxy", 0, 1, 0.8)}, 0.5, "haproxy: 1 sticky"},
 		{"no ratio", []Phase{phase("sessiongate", 0, 0, 0)}, 0.5, "no ratio"},
+		{"epoll below floor", []Phase{phase("direct", 0, 0, 0), phase("sessiongate", 0, 0, 0.8), phase(PhaseEpoll, 0, 0, 0.4)}, 0.5, "sessiongate (epoll)/direct req/s 0.40 is below"},
+		{"epoll errors", []Phase{phase("sessiongate", 0, 0, 0.8), phase(PhaseEpoll, 1, 0, 0.8)}, 0.5, "sessiongate (epoll): 1 errors"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fails := (&Report{Phases: tc.phases}).Gate(tc.floor)

@@ -1,8 +1,8 @@
 // Package bench is the load benchmark behind `sessiongate bench`: it starts real
 // fasthttp members on loopback, a session population in a mix of key formats, and
 // measures in one run the direct path to a member, the gateway (in-process or as a
-// child process) and, when installed, HAProxy and NGINX configured for the same
-// stickiness. Every response is checked: a session answered by a member other than
+// child process, on fasthttp's data path, the epoll one or both: Options.Dataplane)
+// and, when installed, HAProxy and NGINX configured for the same stickiness. Every response is checked: a session answered by a member other than
 // the one it is bound to is a sticky violation.
 //
 // It owns load generation, latency histograms and the report. It must not reach into

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sessiongate/sessiongate/config"
 )
 
 // Modes of running the gateway.
@@ -14,6 +16,33 @@ const (
 	ModeInProcess = "in-process" // gateway.Server in the bench process (default)
 	ModeChild     = "child"      // `<executable> serve -config FILE` as a child process
 )
+
+// DataplaneBoth is the Options.Dataplane that measures the gateway on both data paths,
+// fasthttp's and epoll's, in the same interleaved rounds.
+const DataplaneBoth = "both"
+
+// PhaseEpoll is the name of the phase of the gateway on the epoll data path; the one on
+// fasthttp's keeps the name "sessiongate".
+const PhaseEpoll = "sessiongate (epoll)"
+
+// dataplanes are the data paths o measures the gateway on, in the order of a round.
+func (o *Options) dataplanes() []string {
+	switch o.Dataplane {
+	case DataplaneBoth:
+		return []string{config.DataplaneFasthttp, config.DataplaneEpoll}
+	case config.DataplaneEpoll:
+		return []string{config.DataplaneEpoll}
+	}
+	return []string{config.DataplaneFasthttp}
+}
+
+// gatewayPhase is the name of the gateway's phase on the data path dataplane.
+func gatewayPhase(dataplane string) string {
+	if dataplane == config.DataplaneEpoll {
+		return PhaseEpoll
+	}
+	return "sessiongate"
+}
 
 // Options configure a Run. Zero values take the documented defaults.
 type Options struct {
@@ -56,6 +85,12 @@ type Options struct {
 	// ReusePort runs the gateway with `reuseport: true`: one SO_REUSEPORT listener per
 	// CPU instead of one listener served by fasthttp's worker pool.
 	ReusePort bool
+	// Dataplane is the gateway's data path (config.Listener.Dataplane):
+	// config.DataplaneFasthttp (default), the phase "sessiongate";
+	// config.DataplaneEpoll, the phase "sessiongate (epoll)" (PhaseEpoll) instead; or
+	// DataplaneBoth, both phases in each round, fasthttp's first, each with its own
+	// CPU per request and ratios. The plain bench only: not with TLS.
+	Dataplane string
 	// TLS runs the TLS bench instead (`sessiongate bench -tls`): sessiongate and the
 	// peers terminate TLS 1.3 with one certificate made for the run, the members stay
 	// plain HTTP, and each proxy is measured three times per round: keep-alive HTTPS
@@ -115,6 +150,9 @@ func (o *Options) defaults() error {
 	if o.Mode == "" {
 		o.Mode = ModeInProcess
 	}
+	if o.Dataplane == "" {
+		o.Dataplane = config.DataplaneFasthttp
+	}
 	switch {
 	case o.Sessions < 1:
 		return fmt.Errorf("bench: sessions %d: must be at least 1", o.Sessions)
@@ -136,6 +174,10 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("bench: mode %q: want %s or %s", o.Mode, ModeInProcess, ModeChild)
 	case o.CPUProfile != "" && o.Mode != ModeInProcess:
 		return errors.New("bench: cpuprofile needs mode in-process")
+	case o.Dataplane != config.DataplaneFasthttp && o.Dataplane != config.DataplaneEpoll && o.Dataplane != DataplaneBoth:
+		return fmt.Errorf("bench: dataplane %q: want %s, %s or %s", o.Dataplane, config.DataplaneFasthttp, config.DataplaneEpoll, DataplaneBoth)
+	case o.TLS && o.Dataplane != config.DataplaneFasthttp:
+		return fmt.Errorf("bench: dataplane %q: not with tls: the TLS bench measures fasthttp's data path only (epoll serves plain listeners)", o.Dataplane)
 	}
 	for _, p := range o.Peers {
 		if p != "haproxy" && p != "nginx" && p != PeerFasthttp {

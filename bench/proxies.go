@@ -25,10 +25,15 @@ type proxy struct {
 }
 
 // gatewayConfig is the gateway configuration of the bench: one group on "/", the
-// members at addrs with routes n1..nN, active checks off, access log off.
-func gatewayConfig(listen string, reusePort bool, members []*demo.Member, addrs []string) *config.Config {
+// members at addrs with routes n1..nN, active checks off, access log off. With
+// dataplane config.DataplaneEpoll, listen is a listeners entry served by the epoll
+// data path; otherwise ("" or config.DataplaneFasthttp) it is the listen shorthand.
+func gatewayConfig(listen string, reusePort bool, dataplane string, members []*demo.Member, addrs []string) *config.Config {
 	cfg := config.Default()
 	cfg.Listen = listen
+	if dataplane == config.DataplaneEpoll {
+		cfg.Listeners = []config.Listener{{Address: listen, HTTP2: true, Dataplane: config.DataplaneEpoll}}
+	}
 	cfg.ReusePort = reusePort
 	cfg.Admin.Listen = ""
 	cfg.Log.Access = false
@@ -44,17 +49,26 @@ func gatewayConfig(listen string, reusePort bool, members []*demo.Member, addrs 
 	return &cfg
 }
 
-// gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`. With
+// gatewayYAML is gatewayConfig as a configuration file for `sessiongate serve`, the
+// epoll data path written as `listeners: [{address: ..., dataplane: epoll}]`. With
 // certs it has instead one TLS 1.3 listener on listen serving that certificate, with
 // HTTP/2 off unless h2: the HTTP/1.1 loads are then served by fasthttp alone, as the
-// peers offer only HTTP/1.1 for them.
-func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) []byte {
+// peers offer only HTTP/1.1 for them. (The TLS bench is fasthttp's only: a TLS listener
+// with dataplane epoll is written as asked, and refused by config.Parse.)
+func gatewayYAML(listen string, reusePort bool, dataplane string, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) []byte {
 	var b bytes.Buffer
-	if certs == nil {
-		fmt.Fprintf(&b, "listen: %q\n", listen)
-	} else {
+	epoll := dataplane == config.DataplaneEpoll
+	switch {
+	case certs != nil:
 		fmt.Fprintf(&b, "listeners:\n  - address: %q\n    http2: %t\n    tls:\n      certificates:\n        - {cert_file: %q, key_file: %q}\n      min_version: \"1.3\"\n",
 			listen, h2, certs.Cert, certs.Key)
+		if epoll {
+			fmt.Fprintf(&b, "    dataplane: %s\n", config.DataplaneEpoll)
+		}
+	case epoll:
+		fmt.Fprintf(&b, "listeners: [{address: %q, dataplane: %s}]\n", listen, config.DataplaneEpoll)
+	default:
+		fmt.Fprintf(&b, "listen: %q\n", listen)
 	}
 	fmt.Fprintf(&b, "reuseport: %t\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n  access: false\nshutdown_timeout: 5s\n", reusePort)
 	fmt.Fprintf(&b, "target_groups:\n  - name: bench\n    path_prefix: /\n    members:\n")
@@ -65,13 +79,13 @@ func gatewayYAML(listen string, reusePort bool, members []*demo.Member, addrs []
 }
 
 // startGateway starts the gateway in front of the members at addrs, in-process or as
-// a child (o.Mode); with certs, behind a TLS listener, with HTTP/2 if h2 (see
-// gatewayYAML).
-func startGateway(o Options, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) (*proxy, error) {
+// a child (o.Mode), on the data path dataplane (config.Listener.Dataplane); with
+// certs, behind a TLS listener, with HTTP/2 if h2 (see gatewayYAML).
+func startGateway(o Options, dataplane string, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) (*proxy, error) {
 	if o.Mode == ModeChild {
-		return startGatewayChild(o, members, addrs, certs, h2)
+		return startGatewayChild(o, dataplane, members, addrs, certs, h2)
 	}
-	cfg := gatewayConfig("127.0.0.1:0", o.ReusePort, members, addrs)
+	cfg := gatewayConfig("127.0.0.1:0", o.ReusePort, dataplane, members, addrs)
 	want := ""
 	if certs != nil {
 		// The TLS listener is configured as a user would write it, so the bench
@@ -80,7 +94,7 @@ func startGateway(o Options, members []*demo.Member, addrs []string, certs *cert
 		if want, err = freeAddr(); err != nil {
 			return nil, err
 		}
-		if cfg, err = config.Parse(gatewayYAML(want, o.ReusePort, members, addrs, certs, h2)); err != nil {
+		if cfg, err = config.Parse(gatewayYAML(want, o.ReusePort, dataplane, members, addrs, certs, h2)); err != nil {
 			return nil, fmt.Errorf("bench: generated gateway config: %w", err)
 		}
 	}
@@ -105,7 +119,7 @@ func startGateway(o Options, members []*demo.Member, addrs []string, certs *cert
 	}}, nil
 }
 
-func startGatewayChild(o Options, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) (*proxy, error) {
+func startGatewayChild(o Options, dataplane string, members []*demo.Member, addrs []string, certs *certFiles, h2 bool) (*proxy, error) {
 	dir, err := os.MkdirTemp("", "sessiongate-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -115,7 +129,7 @@ func startGatewayChild(o Options, members []*demo.Member, addrs []string, certs 
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	yml := gatewayYAML(addr, o.ReusePort, members, addrs, certs, h2)
+	yml := gatewayYAML(addr, o.ReusePort, dataplane, members, addrs, certs, h2)
 	if _, err := config.Parse(yml); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("bench: generated gateway config: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/sessiongate/sessiongate/config"
 )
 
 // Report is the result of a Run; `-json` prints it as is.
@@ -27,6 +28,9 @@ type Report struct {
 	Rounds int `json:"rounds"`
 	// ReusePort: the gateway ran one SO_REUSEPORT listener per CPU.
 	ReusePort bool `json:"reuseport,omitempty"`
+	// Dataplane is the gateway's data path (Options.Dataplane): fasthttp, epoll (the
+	// phase PhaseEpoll) or both.
+	Dataplane string `json:"dataplane,omitempty"`
 	// TLS: the TLS bench (Options.TLS); every phase has a Load.
 	TLS bool `json:"tls,omitempty"`
 	// H2Conns and H2Streams are the connections and the concurrent streams on each
@@ -49,7 +53,8 @@ type Machine struct {
 	CPU        string `json:"cpu,omitempty"`
 }
 
-// Phase is one measured path: direct, sessiongate, haproxy, nginx or fasthttp.
+// Phase is one measured path: direct, sessiongate, sessiongate (epoll) (PhaseEpoll),
+// haproxy, nginx or fasthttp.
 type Phase struct {
 	Name string `json:"name"`
 	// Load is "" in the plain bench. In the TLS bench it is LoadKeepAlive (HTTPS on
@@ -98,8 +103,12 @@ type Phase struct {
 	BestPeer   string  `json:"best_peer,omitempty"`
 	VsBestPeer *Ratios `json:"vs_best_peer,omitempty"`
 	Target     float64 `json:"target_rps_ratio,omitempty"`
-	// VsPeers are, in the plain bench, sessiongate's ratios to each peer by name.
+	// VsPeers are, in the plain bench, sessiongate's ratios to each peer by name (for
+	// each of its data paths: the phases sessiongate and PhaseEpoll).
 	VsPeers map[string]*Ratios `json:"vs_peers,omitempty"`
+	// VsFasthttpDataplane is, for the PhaseEpoll phase of a run with both data paths,
+	// its ratios to the gateway on fasthttp's (the phase sessiongate).
+	VsFasthttpDataplane *Ratios `json:"vs_fasthttp_dataplane,omitempty"`
 	// VsKeepAlive is, for a LoadH2 phase, its ratios to the LoadKeepAlive phase of the
 	// same proxy: what HTTP/2 costs or saves against HTTP/1.1 (CPU is CPU per request).
 	// Its latency ratios compare H2Conns*H2Streams requests in flight with Conns.
@@ -193,32 +202,40 @@ func (r *Report) computeRatios() {
 			p.VsHAProxy = ratios(p, haproxy)
 		}
 	}
-	gw := r.Phase("sessiongate")
-	if gw == nil {
-		return
+	fast, epoll := r.Phase("sessiongate"), r.Phase(PhaseEpoll)
+	if fast != nil && epoll != nil {
+		epoll.VsFasthttpDataplane = ratios(epoll, fast)
 	}
-	var best *Phase
-	for i := range r.Phases {
-		q := &r.Phases[i]
-		if q == gw || q == direct {
+	for _, gw := range []*Phase{fast, epoll} {
+		if gw == nil {
 			continue
 		}
-		if q.Name != "haproxy" {
-			if rq := ratios(gw, q); rq != nil {
-				if gw.VsPeers == nil {
-					gw.VsPeers = map[string]*Ratios{}
+		var best *Phase
+		for i := range r.Phases {
+			q := &r.Phases[i]
+			if isGateway(q.Name) || q == direct {
+				continue
+			}
+			if q.Name != "haproxy" {
+				if rq := ratios(gw, q); rq != nil {
+					if gw.VsPeers == nil {
+						gw.VsPeers = map[string]*Ratios{}
+					}
+					gw.VsPeers[q.Name] = rq
 				}
-				gw.VsPeers[q.Name] = rq
+			}
+			if best == nil || q.RPS > best.RPS {
+				best = q
 			}
 		}
-		if best == nil || q.RPS > best.RPS {
-			best = q
+		if best != nil {
+			gw.BestPeer, gw.VsBestPeer, gw.Target = best.Name, ratios(gw, best), TargetPlain
 		}
 	}
-	if best != nil {
-		gw.BestPeer, gw.VsBestPeer, gw.Target = best.Name, ratios(gw, best), TargetPlain
-	}
 }
+
+// isGateway reports whether the phase named name is sessiongate's, on either data path.
+func isGateway(name string) bool { return name == "sessiongate" || name == PhaseEpoll }
 
 // TargetPlain is the sessiongate/best-peer req/s ratio that issue 14 aims at in the
 // plain bench's pinned layout (its CPU per request target is 0.85x).
@@ -347,6 +364,9 @@ func (r *Report) heading() string {
 	if r.ReusePort {
 		b.WriteString(", reuseport")
 	}
+	if r.Dataplane != "" && r.Dataplane != config.DataplaneFasthttp {
+		fmt.Fprintf(&b, ", dataplane %s", r.Dataplane)
+	}
 	if r.H2Conns > 0 {
 		fmt.Fprintf(&b, ", h2 %d conns x %d streams", r.H2Conns, r.H2Streams)
 	}
@@ -448,7 +468,7 @@ func (r *Report) trailer() []string {
 		refs := []struct {
 			name string
 			r    *Ratios
-		}{{"direct", p.VsDirect}, {"haproxy", p.VsHAProxy}}
+		}{{"direct", p.VsDirect}, {"sessiongate", p.VsFasthttpDataplane}, {"haproxy", p.VsHAProxy}}
 		for _, name := range []string{"nginx", "fasthttp"} {
 			if q := p.VsPeers[name]; q != nil {
 				refs = append(refs, struct {
@@ -521,7 +541,8 @@ func fmtDur(d time.Duration) string {
 // Gate lists why a run fails the CI gate: errors or sticky violations in any phase but
 // nginx's (open-source NGINX cannot learn sessions, so it shows violations by design),
 // sticky violations of the naive fasthttp peer (it keeps no session),
-// and a sessiongate/direct req/s ratio below minRatio (0: not checked). Empty: pass.
+// and a sessiongate/direct req/s ratio below minRatio (0: not checked), of each data
+// path measured (the phases sessiongate and PhaseEpoll). Empty: pass.
 func (r *Report) Gate(minRatio float64) []string {
 	var out []string
 	for _, p := range r.Phases {
@@ -535,12 +556,12 @@ func (r *Report) Gate(minRatio float64) []string {
 
 			out = append(out, fmt.Sprintf("%s: %d sticky violations", p.label(), p.StickyViolations))
 		}
-		if p.Name == "sessiongate" && minRatio > 0 {
+		if isGateway(p.Name) && minRatio > 0 {
 			switch {
 			case p.VsDirect == nil:
-				out = append(out, "sessiongate: no ratio to direct was measured")
+				out = append(out, p.Name+": no ratio to direct was measured")
 			case p.VsDirect.RPS < minRatio:
-				out = append(out, fmt.Sprintf("sessiongate/direct req/s %.2f is below the floor %.2f", p.VsDirect.RPS, minRatio))
+				out = append(out, fmt.Sprintf("%s/direct req/s %.2f is below the floor %.2f", p.Name, p.VsDirect.RPS, minRatio))
 			}
 		}
 	}

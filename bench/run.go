@@ -14,14 +14,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sessiongate/sessiongate/config"
 	"github.com/sessiongate/sessiongate/internal/demo"
 )
 
-// Run measures, in this order and in the same run: direct to one member, the gateway,
-// then each peer in o.Peers; o.Rounds times over, each path's rounds merged into one
-// phase. With o.TLS it measures instead the gateway and each peer over TLS, each with
-// LoadKeepAlive, LoadHandshake and LoadH2 (see Options.TLS). It returns the report, with what
-// it skipped in its notes.
+// Run measures, in this order and in the same run: direct to one member, the gateway
+// on each data path of o.Dataplane (fasthttp's first), then each peer in o.Peers;
+// o.Rounds times over, each path's rounds merged into one phase. With o.TLS it
+// measures instead the gateway (on fasthttp's data path) and each peer over TLS, each
+// with LoadKeepAlive, LoadHandshake and LoadH2 (see Options.TLS). It returns the
+// report, with what it skipped in its notes.
 // It stops early, returning the phases measured so far, when ctx ends.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.defaults(); err != nil {
@@ -30,6 +32,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r := &Report{
 		Sessions: o.Sessions, Conns: o.Conns, Duration: o.Duration, Requests: o.Requests, Warmup: o.Warmup,
 		Rate: o.Rate, Mix: o.Mix, Members: o.Members, Mode: o.Mode, Taskset: o.Taskset, ReusePort: o.ReusePort, Rounds: o.Rounds, TLS: o.TLS,
+		Dataplane: o.Dataplane,
 		Machine: Machine{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), CPU: cpuModel()},
 	}
@@ -102,28 +105,32 @@ func runRound(ctx context.Context, o Options, r *Report, round int, members []*d
 		return err
 	}
 
-	gw, err := startGateway(o, members, addrs, nil, false)
-	if err != nil {
-		return err
-	}
-	probe := inProcessProbe()
-	if gw.pid > 0 {
-		probe = procProbe(gw.pid)
-	}
-	if o.CPUProfile != "" && round == 0 {
-		f, err := os.Create(o.CPUProfile)
+	// The gateway on each data path asked for, one after the other.
+	for i, dp := range o.dataplanes() {
+		name := gatewayPhase(dp)
+		gw, err := startGateway(o, dp, members, addrs, nil, false)
 		if err != nil {
-			gw.stop()
-			return fmt.Errorf("bench: cpuprofile: %w", err)
+			return err
 		}
-		note("CPU profile of the first measured sessiongate phase (whole process) in " + o.CPUProfile)
-		probe = profiled(probe, f)
-	}
-	ph, err = measure(ctx, o, "sessiongate", gw.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe, nil, "")
-	gw.stop()
-	r.add(ph)
-	if err != nil {
-		return err
+		probe := inProcessProbe()
+		if gw.pid > 0 {
+			probe = procProbe(gw.pid)
+		}
+		if o.CPUProfile != "" && round == 0 && i == 0 {
+			f, err := os.Create(o.CPUProfile)
+			if err != nil {
+				gw.stop()
+				return fmt.Errorf("bench: cpuprofile: %w", err)
+			}
+			note("CPU profile of the first measured " + name + " phase (whole process) in " + o.CPUProfile)
+			probe = profiled(probe, f)
+		}
+		ph, err = measure(ctx, o, name, gw.addr, members, newSessions(o.Sessions, o.Mix, members, -1), probe, nil, "")
+		gw.stop()
+		r.add(ph)
+		if err != nil {
+			return err
+		}
 	}
 
 	for _, name := range o.Peers {
@@ -202,7 +209,7 @@ func runTLSRound(ctx context.Context, o Options, r *Report, round int, members [
 		return inProcessProbe()
 	}
 
-	gw, err := startGateway(o, members, addrs, certs, false)
+	gw, err := startGateway(o, config.DataplaneFasthttp, members, addrs, certs, false)
 	if err != nil {
 		note(fmt.Sprintf("sessiongate: skipped: %v", err))
 	} else {
@@ -220,7 +227,7 @@ func runTLSRound(ctx context.Context, o Options, r *Report, round int, members [
 			return err
 		}
 	}
-	if gw, err := startGateway(o, members, addrs, certs, true); err != nil {
+	if gw, err := startGateway(o, config.DataplaneFasthttp, members, addrs, certs, true); err != nil {
 		note(fmt.Sprintf("sessiongate h2: skipped: %v", err))
 	} else if err := loads("sessiongate", gw, gatewayProbe(gw), h2cfg, LoadH2); err != nil {
 		return err

@@ -26,7 +26,7 @@ func TestRunTargetGateway(t *testing.T) {
 		members = append(members, m)
 		addrs = append(addrs, m.Addr())
 	}
-	gw, err := startGateway(Options{Mode: ModeInProcess}, members, addrs, nil, false)
+	gw, err := startGateway(Options{Mode: ModeInProcess}, "", members, addrs, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

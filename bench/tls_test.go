@@ -388,7 +388,7 @@ func TestGatewayTLSYAML(t *testing.T) {
 	}
 	members := []*demo.Member{{ID: "n1", Route: "n1"}, {ID: "n2", Route: "n2"}}
 	addrs := []string{"127.0.0.1:9001", "127.0.0.1:9002"}
-	yml := gatewayYAML("127.0.0.1:8443", false, members, addrs, certs, false)
+	yml := gatewayYAML("127.0.0.1:8443", false, "", members, addrs, certs, false)
 	cfg, err := config.Parse(yml)
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, yml)
@@ -403,14 +403,14 @@ func TestGatewayTLSYAML(t *testing.T) {
 	if l.TLS.MinVersion != "1.3" || len(l.TLS.Certificates) != 1 || l.TLS.Certificates[0] != (config.Certificate{CertFile: certs.Cert, KeyFile: certs.Key}) {
 		t.Errorf("listener TLS %+v, want min_version 1.3 and the certificate %s, %s", *l.TLS, certs.Cert, certs.Key)
 	}
-	h2, err := config.Parse(gatewayYAML("127.0.0.1:8443", false, members, addrs, certs, true))
+	h2, err := config.Parse(gatewayYAML("127.0.0.1:8443", false, "", members, addrs, certs, true))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l := h2.Listeners[0]; !l.HTTP2 || l.TLS == nil || l.TLS.MinVersion != "1.3" || l.Address != "127.0.0.1:8443" {
 		t.Errorf("h2 listener %+v, want 127.0.0.1:8443 with TLS 1.3 and HTTP/2", l)
 	}
-	plain, err := config.Parse(gatewayYAML("127.0.0.1:8080", false, members, addrs, nil, false))
+	plain, err := config.Parse(gatewayYAML("127.0.0.1:8080", false, "", members, addrs, nil, false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,7 +173,10 @@ stickiness. Prints a table, JSON with -json, or Markdown with -markdown. With -m
 heap and RSS per learned session of the session cache. With -tls, sessiongate and the
 peers terminate TLS 1.3 with one certificate made for the run, and each is measured
 with keep-alive HTTPS, with one new TLS handshake per request, and with HTTP/2 streams
-on a few connections (-h2-conns, -h2-streams), against the best peer.
+on a few connections (-h2-conns, -h2-streams), against the best peer. With -dataplane
+epoll the gateway runs on its epoll data path instead (the row "sessiongate (epoll)"),
+and with -dataplane both on fasthttp's and epoll's in the same interleaved rounds (the
+rows "sessiongate" and "sessiongate (epoll)"); the TLS bench is fasthttp's only.
 
 `
 
@@ -210,6 +213,7 @@ func runBench(args []string) int {
 	fs.StringVar(&o.Mode, "mode", bench.ModeInProcess, "gateway in-process or child (re-exec of this binary)")
 	fs.IntVar(&o.Rounds, "rounds", 1, "measure the phases this many times, interleaved, and merge each path's rounds")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "run the gateway with reuseport: true (one SO_REUSEPORT listener per CPU)")
+	fs.StringVar(&o.Dataplane, "dataplane", config.DataplaneFasthttp, "the gateway's data path (listeners[].dataplane): fasthttp, epoll (the row \"sessiongate (epoll)\"), or both (both rows in the same rounds); not with -tls")
 	fs.StringVar(&o.Taskset, "taskset", "", "pin child processes to these CPUs (taskset -c LIST)")
 	fs.BoolVar(&o.TLS, "tls", false, "TLS 1.3 on sessiongate and the peers: keep-alive HTTPS, new handshakes per second and HTTP/2, no direct phase")
 	fs.IntVar(&o.H2Conns, "h2-conns", 4, "with -tls: connections of the h2 load")
@@ -249,6 +253,14 @@ func runBench(args []string) int {
 	}
 	if o.TLS && (*memory || *target != "" || *minRatio > 0) {
 		fmt.Fprintln(os.Stderr, "sessiongate bench: -tls does not combine with -memory, -target (give it an https URL) or -min-ratio (no direct phase)")
+		return 2
+	}
+	if o.Dataplane != config.DataplaneFasthttp && o.Dataplane != config.DataplaneEpoll && o.Dataplane != bench.DataplaneBoth {
+		fmt.Fprintf(os.Stderr, "sessiongate bench: -dataplane %q: want %s, %s or %s\n", o.Dataplane, config.DataplaneFasthttp, config.DataplaneEpoll, bench.DataplaneBoth)
+		return 2
+	}
+	if o.TLS && o.Dataplane != config.DataplaneFasthttp {
+		fmt.Fprintf(os.Stderr, "sessiongate bench: -tls does not combine with -dataplane %s: the epoll data path serves plain listeners only, so the TLS bench is fasthttp's (leave -dataplane out)\n", o.Dataplane)
 		return 2
 	}
 	if o.H2Conns < 1 || o.H2Streams < 1 {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -184,38 +186,59 @@ func TestValidateExitCodes(t *testing.T) {
 }
 
 // TestBenchChildJSON runs `sessiongate bench -mode child -json`: the binary re-executes
-// itself as the gateway, and its JSON parses back into a bench.Report with both phases
-// clean.
+// itself as the gateway, and its JSON parses back into a bench.Report with every phase
+// clean; with -dataplane both, the gateway runs twice, from a file with the listener
+// on fasthttp's data path and then from one with it on epoll's.
 func TestBenchChildJSON(t *testing.T) {
 	bin := build(t)
-	cmd := exec.Command(bin, "bench", "-mode", "child", "-json", "-requests", "300", "-warmup", "100ms",
-		"-sessions", "50", "-conns", "2")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sessiongate bench: %v\n%s\n%s", err, out, stderr.String())
-	}
-	var r bench.Report
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("json.Unmarshal(bench -json): %v\n%s", err, out)
-	}
-	if len(r.Phases) != 2 || r.Mode != bench.ModeChild {
-		t.Fatalf("report: mode %q, %d phases; want child, 2", r.Mode, len(r.Phases))
-	}
-	for _, p := range r.Phases {
-		if p.Requests != 300 || p.ErrorCount != 0 || p.StickyViolations != 0 {
-			t.Errorf("%s: %d requests, errors %v, sticky violations %d; want 300, none, 0", p.Name, p.Requests, p.Errors, p.StickyViolations)
-		}
-	}
-	if g := r.Phase("sessiongate"); g != nil && g.CPUScope != "proxy process" {
-		t.Errorf("sessiongate: CPU scope %q, want proxy process", g.CPUScope)
+	for _, tc := range []struct {
+		name, dataplane string
+		phases          []string
+	}{
+		{"default", "", []string{"direct", "sessiongate"}},
+		{"both", bench.DataplaneBoth, []string{"direct", "sessiongate", bench.PhaseEpoll}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"bench", "-mode", "child", "-json", "-requests", "300", "-warmup", "100ms", "-sessions", "50", "-conns", "2"}
+			if tc.dataplane != "" {
+				if runtime.GOOS != "linux" {
+					t.Skipf("the epoll data path needs Linux, not %s", runtime.GOOS)
+				}
+				args = append(args, "-dataplane", tc.dataplane)
+			}
+			cmd := exec.Command(bin, args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("sessiongate %q: %v\n%s\n%s", args, err, out, stderr.String())
+			}
+			var r bench.Report
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("json.Unmarshal(bench -json): %v\n%s", err, out)
+			}
+			var names []string
+			for _, p := range r.Phases {
+				names = append(names, p.Name)
+			}
+			if !slices.Equal(names, tc.phases) || r.Mode != bench.ModeChild {
+				t.Fatalf("report: mode %q, phases %q; want child, %q", r.Mode, names, tc.phases)
+			}
+			for _, p := range r.Phases {
+				if p.Requests != 300 || p.ErrorCount != 0 || p.StickyViolations != 0 {
+					t.Errorf("%s: %d requests, errors %v, sticky violations %d; want 300, none, 0", p.Name, p.Requests, p.Errors, p.StickyViolations)
+				}
+				if p.Name != "direct" && p.CPUScope != "proxy process" {
+					t.Errorf("%s: CPU scope %q, want proxy process", p.Name, p.CPUScope)
+				}
+			}
+		})
 	}
 }
 
-// -tls has no direct phase and no memory or target mode, the h2 load has at least one
-// connection and stream, and a report has one format: the rest are usage errors (exit
-// 2), refused before anything starts.
+// -tls has no direct phase, no memory or target mode and no epoll data path, the h2
+// load has at least one connection and stream, -dataplane is one of three, and a report
+// has one format: the rest are usage errors (exit 2), refused before anything starts.
 func TestBenchTLSUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"-tls", "-min-ratio", "0.4"},
@@ -223,6 +246,9 @@ func TestBenchTLSUsage(t *testing.T) {
 		{"-tls", "-target", "https://127.0.0.1:1/"},
 		{"-tls", "-h2-streams", "0"},
 		{"-tls", "-h2-conns", "-1"},
+		{"-tls", "-dataplane", "epoll"},
+		{"-tls", "-dataplane", "both"},
+		{"-dataplane", "xdp"},
 		{"-markdown", "-json"},
 		{"-markdown", "-memory"},
 	} {
