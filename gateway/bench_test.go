@@ -46,12 +46,29 @@ func BenchmarkProxy(b *testing.B) {
 	}
 	go s.Serve(lns, nil) //nolint:errcheck // ends with Shutdown
 	defer s.Shutdown(5 * time.Second)
-
-	results := map[string]proxyResult{}
-	for _, target := range []struct{ name, addr string }{
+	targets := []struct{ name, addr string }{
 		{"direct", ln.Addr().String()},
 		{"gateway", lns[0].Addr().String()},
-	} {
+	}
+	if epollAvailable {
+		// The same gateway on the epoll data path.
+		ecfg := cfg
+		ecfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", HTTP2: true, Dataplane: config.DataplaneEpoll}}
+		es, err := New(&ecfg, zerolog.Nop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		elns, err := es.Listen()
+		if err != nil {
+			b.Fatal(err)
+		}
+		go es.Serve(elns, nil) //nolint:errcheck // ends with Shutdown
+		defer es.Shutdown(5 * time.Second)
+		targets = append(targets, struct{ name, addr string }{"gateway-epoll", elns[0].Addr().String()})
+	}
+
+	results := map[string]proxyResult{}
+	for _, target := range targets {
 		b.Run(target.name, func(b *testing.B) {
 			results[target.name] = runProxyLoad(b, target.addr)
 		})
@@ -61,6 +78,11 @@ func BenchmarkProxy(b *testing.B) {
 		b.Logf("gateway/direct: throughput %.2f, p50 %.2f, p99 %.2f, CPU per request %.2f; gateway CPU per request %.0f ns",
 			d.nsPerReq/g.nsPerReq, float64(g.p50)/float64(d.p50), float64(g.p99)/float64(d.p99),
 			g.cpuPerReq/d.cpuPerReq, g.cpuPerReq-d.cpuPerReq)
+	}
+	if e := results["gateway-epoll"]; d.nsPerReq > 0 && e.nsPerReq > 0 {
+		b.Logf("gateway-epoll/direct: throughput %.2f, p50 %.2f, p99 %.2f, CPU per request %.2f; gateway CPU per request %.0f ns",
+			d.nsPerReq/e.nsPerReq, float64(e.p50)/float64(d.p50), float64(e.p99)/float64(d.p99),
+			e.cpuPerReq/d.cpuPerReq, e.cpuPerReq-d.cpuPerReq)
 	}
 }
 

@@ -141,6 +141,14 @@ var errMemberHeadLarge = errors.New("gateway: member response head larger than t
 // errMember101 is a 101 answer to a request that asked for no upgrade.
 var errMember101 = errors.New("gateway: member answered 101 Switching Protocols to a request without Upgrade")
 
+// spareProc gives the Go scheduler one P more than there are loops, once per process.
+// A loop waits in epoll_wait as a system call that keeps its P (the runtime takes it
+// back only after up to 10ms, when other goroutines wait); with every P in a loop,
+// fasthttp's path (hand-overs, tunnels), health checks and the admin server would
+// wait that long, and nobody would poll Go's netpoller meanwhile. With the spare P they
+// run as before; the loops are, in effect, threads of their own.
+var spareProc sync.Once
+
 // startLoops starts the event loops, once.
 func (s *Server) startLoops() (*loops, error) {
 	s.lp.mu.Lock()
@@ -152,6 +160,7 @@ func (s *Server) startLoops() (*loops, error) {
 	s.lp.once.Do(func() {
 		s.lp.s = s
 		n := max(1, runtime.GOMAXPROCS(0))
+		spareProc.Do(func() { runtime.GOMAXPROCS(n + 1) })
 		for range n {
 			l, e := newLoop(s, &s.lp)
 			if e != nil {
@@ -441,7 +450,6 @@ type cconn struct {
 	// per-client count. Its Conn only answers LocalAddr and RemoteAddr.
 	cc  clientConn
 	ctx *fasthttp.RequestCtx
-	mr  fasthttp.Response // the member's answer head
 	f   flight
 
 	in      []byte
@@ -1197,8 +1205,7 @@ func (m *mconn) head() bool {
 		}
 		c := m.c
 		l := m.l
-		mr := &c.mr
-		mr.Reset()
+		mr := &c.ctx.Response // read in place: answer copies nothing
 		hl := i + len(crlfcrlf)
 		l.rd.Reset(m.in[:hl])
 		l.br.Reset(&l.rd)

@@ -236,7 +236,9 @@ func (s *Server) failed(ctx *fasthttp.RequestCtx, f *flight, err error) {
 
 // answer turns the head of the member's answer mr into the client's (ctx.Response's
 // header): counted, hop-by-hop headers dropped, HSTS, the affinity cookie, the session
-// learned and the member's latency observed. The body is the caller's to pass on.
+// learned and the member's latency observed. The body is the caller's to pass on. mr
+// may be &ctx.Response itself (the event loops read the head there): then nothing is
+// copied.
 func (s *Server) answer(ctx *fasthttp.RequestCtx, f *flight, mr *fasthttp.Response) {
 	snap, m := f.snap, f.m
 	s.stats.outcomes[f.outcome].Add(1)
@@ -247,7 +249,9 @@ func (s *Server) answer(ctx *fasthttp.RequestCtx, f *flight, mr *fasthttp.Respon
 		m.State.SeeSession(f.keyHash)
 	}
 	resp := &ctx.Response
-	mr.Header.CopyTo(&resp.Header)
+	if mr != resp {
+		mr.Header.CopyTo(&resp.Header)
+	}
 	removeHopHeaders(&resp.Header, hopsOfResponse(&resp.Header))
 	resp.Header.ResetConnectionClose()
 	if f.info != nil && f.info.tls != nil {
