@@ -62,8 +62,9 @@ type Listener struct {
 	// fasthttp's server and client on Go's poller, or "epoll" (Linux, plain listeners
 	// without proxy_protocol), an event loop per core that reads and writes clients and
 	// members itself, with fewer system calls per request. It serves keep-alive HTTP/1.1
-	// requests without a body or with one of at most server.buffer_body_bytes, to
-	// members over plain HTTP; a connection whose request is anything else (an upgrade,
+	// requests without a body or with one of at most retry.retry_buffer and
+	// server.buffer_body_bytes (read whole first, so that a retry can send it again), to
+	// members over plain HTTP on IP addresses; a connection whose request is anything else (an upgrade,
 	// a chunked or larger body, Expect, HTTP/1.0, a head it cannot parse, a group with
 	// member TLS or host names) goes on in fasthttp's data path from that request on,
 	// so both answer alike. Not with session.shared, whose reads would stall a loop.
