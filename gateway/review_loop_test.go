@@ -1,0 +1,215 @@
+//go:build linux
+
+package gateway
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/sessiongate/sessiongate/config"
+)
+
+// Review of the epoll data path (loop_linux.go): each test shows a defect. Where the
+// fasthttp data path behaves as it should on the same input, the test runs on both
+// (subtests "fasthttp" and "epoll"): the fasthttp one passes, the epoll one fails.
+
+// reviewDataplanes are the data paths a comparing test runs on. With
+// SESSIONGATE_TEST_DATAPLANE set, withDataplane puts every listener on that path, so
+// the reference run would not be one: it is skipped then.
+var reviewDataplanes = []string{config.DataplaneFasthttp, config.DataplaneEpoll}
+
+// reviewConfig is gwConfig with one plain listener on data path dp.
+func reviewConfig(dp string, groups ...config.Group) *config.Config {
+	cfg := gwConfig(groups...)
+	cfg.Listeners = []config.Listener{{Address: "127.0.0.1:0", Dataplane: dp}}
+	return cfg
+}
+
+// onEachDataplane runs f once per data path, as subtests named after it.
+func onEachDataplane(t *testing.T, f func(t *testing.T, dp string)) {
+	for _, dp := range reviewDataplanes {
+		t.Run(dp, func(t *testing.T) {
+			if dp != config.DataplaneEpoll && testDataplane != "" && testDataplane != dp {
+				t.Skipf("SESSIONGATE_TEST_DATAPLANE=%s puts this listener on that path", testDataplane)
+			}
+			f(t, dp)
+		})
+	}
+}
+
+// readClosed reports whether the peer closes c within d without sending anything more.
+func readClosed(c net.Conn, br *bufio.Reader, d time.Duration) (closed bool, extra string) {
+	c.SetReadDeadline(time.Now().Add(d))
+	b, err := br.ReadByte()
+	if err == nil {
+		rest, _ := br.Peek(br.Buffered())
+		return false, string(b) + string(rest)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false, ""
+	}
+	return true, "" // EOF, or a reset
+}
+
+// 1. A client that sent "Connection: close" and whose request fails at the member
+// (here: the member refuses, 502) keeps its connection on the loop, and the 502 does
+// not say "Connection: close". prepareRequest (in begin) resets the request's
+// Connection: close, so closing() (loop_linux.go, cconn.closing) no longer sees it for
+// an answer of the gateway's own after begin; fasthttp's server notes it before the
+// handler runs. So a request pipelined after the one that asked to close is served,
+// where fasthttp's path closes: it should answer 502 with Connection: close and close.
+func TestReviewLoopConnectionCloseAfterFailure(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("dead", closedAddr(t))))
+		_, addr := startGateway(t, cfg, zerolog.Nop())
+		c := dialRaw(t, addr)
+		c.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+		io.WriteString(c.conn, "GET /a HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"+
+			"GET /b HTTP/1.1\r\nHost: app\r\n\r\n")
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("status %d, want 502", resp.StatusCode)
+		}
+		if !resp.Close {
+			t.Errorf("the 502 to a request with Connection: close has no Connection: close (header %q)", resp.Header.Get("Connection"))
+		}
+		if closed, extra := readClosed(c.conn, c.br, scaled(2*time.Second)); !closed {
+			t.Errorf("the connection stays open after a request with Connection: close (then sent %q)", trimForLog(extra))
+		}
+	})
+}
+
+// 2. server.max_header_bytes is not enforced on the loop for a head that arrives in
+// one read and fits the loop's buffer: with max_header_bytes 2048, a 3000-byte head is
+// served (200) where fasthttp's path answers 431. parse (cHead) checks the limit only
+// when no CRLFCRLF was found (`if i < 0 { if len(data) >= MaxHeaderBytes`), and the
+// head parser reads through a bufio.Reader of max(max_header_bytes, 8192)+4 bytes
+// (newLoop), so any head up to 8196 bytes passes when max_header_bytes is below 8192;
+// on a keep-alive connection whose buffer grew for an earlier body the same holds for
+// every limit below 8192. It should answer 431 for a head longer than
+// max_header_bytes, as fasthttp's path does (ReadBufferSize: MaxHeaderBytes).
+func TestReviewLoopHeadLimit(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		m1 := startFastMember(t, loopEchoMember("n1"))
+		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("n1", m1)))
+		cfg.Server.MaxHeaderBytes = 2048
+		_, addr := startGateway(t, cfg, zerolog.Nop())
+		raw := "GET /x HTTP/1.1\r\nHost: app\r\nX-Big: " + strings.Repeat("a", 3000) + "\r\n\r\n"
+		if resp, _ := rawRoundTrip(t, addr, raw); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("a 3000-byte head with max_header_bytes 2048: %d, want 431", resp.StatusCode)
+		}
+	})
+}
+
+// 3. A consequence of 2: a head longer than max_header_bytes with a body the loop
+// buffers (Content-Length up to the retry buffer) can pass inLimit
+// (max_header_bytes + retry buffer + 4), and fill then closes the connection without
+// an answer ("cannot happen: a head and a body the loop serves fit (inLoop)"). Here
+// max_header_bytes 2048, retry_buffer 4096: a 3000-byte head with a 4096-byte body
+// gets no answer at all. It should get 431 (fasthttp's path), never a silent close.
+func TestReviewLoopHeadAndBodyPastBuffer(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		m1 := startFastMember(t, loopEchoMember("n1"))
+		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("n1", m1)))
+		cfg.Server.MaxHeaderBytes = 2048
+		cfg.Retry.RetryBuffer = 4096
+		cfg.Server.BufferBodyBytes = 4096
+		_, addr := startGateway(t, cfg, zerolog.Nop())
+		c := dialRaw(t, addr)
+		c.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+		io.WriteString(c.conn, "POST /x HTTP/1.1\r\nHost: app\r\nX-Big: "+strings.Repeat("a", 3000)+
+			"\r\nContent-Length: 4096\r\n\r\n"+strings.Repeat("b", 4096))
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("status %d, want 431", resp.StatusCode)
+		}
+	})
+}
+
+// shutdownAsync starts s.Shutdown and waits until the listening socket refuses new
+// connections (the loops have stopped accepting and the listeners are closed).
+func shutdownAsync(t *testing.T, s *Server, addr string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(scaled(5 * time.Second)) }()
+	waitFor(t, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	return done
+}
+
+// 5. A request whose head is still coming in when Shutdown begins, and that the loop
+// then hands over (here HTTP/1.0), gets no answer: handoff delivers the connection to
+// fasthttp's server, whose listener Shutdown has closed, and deliver's failure closes
+// it (loop_linux.go, handoff: `if !c.ll.h1.deliver(cc) { cc.Close() }`). A request the
+// loop serves itself in the same situation is answered (with Connection: close). A
+// request under way at Shutdown should be answered whichever path serves it.
+func TestReviewLoopHandoffDuringShutdown(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		m1 := startFastMember(t, loopEchoMember("n1"))
+		s, addr := startGateway(t, reviewConfig(dp, gwGroup("g", "/", gwMember("n1", m1))), zerolog.Nop())
+		c := dialRaw(t, addr)
+		c.conn.SetDeadline(time.Now().Add(scaled(5 * time.Second)))
+		io.WriteString(c.conn, "GET /x HTTP/1.0\r\nHost: app\r\n")
+		// The first bytes of a head are in: the connection is no idle one. (A round trip
+		// on another connection makes sure the gateway has read them.)
+		if resp, _ := rawRoundTrip(t, addr, "GET /y HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("another request: %d", resp.StatusCode)
+		}
+		done := shutdownAsync(t, s, addr)
+		io.WriteString(c.conn, "\r\n")
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Errorf("a request under way at Shutdown got no answer: %v", err)
+		} else if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || !strings.Contains(string(body), "uri=/x") {
+			t.Errorf("a request under way at Shutdown: %d %q", resp.StatusCode, body)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+}
+
+// 6. A second Shutdown (a second signal, or startGateway's cleanup after a test's own
+// Shutdown) waits out its whole timeout on the epoll path: stopAccepting posts stop to
+// every loop and waits for each to acknowledge, but the loops have ended and no longer
+// read their mail (post to an ended loop is never run), so it returns only when the
+// context is done. fasthttp's path returns at once. stopAccepting (and addListener,
+// which waits on the same kind of reply) should not wait on loops that have ended.
+func TestReviewLoopSecondShutdown(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		m1 := startFastMember(t, loopEchoMember("n1"))
+		s, addr := startGateway(t, reviewConfig(dp, gwGroup("g", "/", gwMember("n1", m1))), zerolog.Nop())
+		if resp, _ := rawRoundTrip(t, addr, "GET /y HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("a request: %d", resp.StatusCode)
+		}
+		if err := s.Shutdown(scaled(5 * time.Second)); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		start := time.Now()
+		s.Shutdown(3 * time.Second) //nolint:errcheck // only its duration matters
+		if d := time.Since(start); d > scaled(time.Second) {
+			t.Errorf("a second Shutdown took %v (its timeout was 3s), want it to return at once", d)
+		}
+	})
+}
