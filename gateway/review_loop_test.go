@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,6 +213,65 @@ func TestReviewLoopSecondShutdown(t *testing.T) {
 		s.Shutdown(3 * time.Second) //nolint:errcheck // only its duration matters
 		if d := time.Since(start); d > scaled(time.Second) {
 			t.Errorf("a second Shutdown took %v (its timeout was 3s), want it to return at once", d)
+		}
+	})
+}
+
+// 7. client.max_conns is split evenly between the loops and rounded up to one per
+// loop (memberConn: `max(1, limit/len(l.all.ls))`), so a member gets up to one
+// connection per loop however low the limit: with client.max_conns 1 and GOMAXPROCS
+// loops, requests on different loops reach the member at once. (And a limit that does
+// not divide by the loops is cut: 3 on 2 loops allows 2, and a loop whose share is in
+// use makes a request wait, then fail after dial_timeout, while the member has room.)
+// The limit should hold for the member as a whole. The test runs 8 loops and 8
+// concurrent requests, in up to 5 rounds, to a member that holds each for 100ms.
+func TestReviewLoopMemberMaxConns(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		var mu sync.Mutex
+		open, peak := 0, 0
+		member := startHTTPMember(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			open++
+			peak = max(peak, open)
+			mu.Unlock()
+			deadline := time.Now().Add(100 * time.Millisecond)
+			for time.Now().Before(deadline) { // the member's pace: it holds the request a while
+				time.Sleep(10 * time.Millisecond)
+			}
+			mu.Lock()
+			open--
+			mu.Unlock()
+			io.WriteString(w, "ok")
+		}))
+		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("n1", member)))
+		cfg.Client.MaxConns = 1
+		cfg.Client.DialTimeout = 10 * time.Second // requests wait their turn rather than fail
+		prev := runtime.GOMAXPROCS(8)
+		_, addr := startGateway(t, cfg, zerolog.Nop())
+		runtime.GOMAXPROCS(prev)
+		// Which loop accepts a connection is the kernel's choice (EPOLLEXCLUSIVE): a few
+		// rounds make it all but certain that two loops serve the member at once.
+		for round := 0; round < 5 && peak <= 1; round++ {
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						t.Errorf("dial: %v", err)
+						return
+					}
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(scaled(10 * time.Second)))
+					io.WriteString(c, "GET /"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+					io.Copy(io.Discard, c)
+				}()
+			}
+			wg.Wait()
+		}
+		if peak > 1 {
+			t.Errorf("with client.max_conns 1 the member had %d requests at once", peak)
 		}
 	})
 }
