@@ -275,3 +275,28 @@ func TestReviewLoopMemberMaxConns(t *testing.T) {
 		}
 	})
 }
+
+// 8. On a new connection, server.header_timeout counts from the first byte of the
+// head on the loop, not from the accept: parse moves cIdle to cHead with
+// `c.st, c.since = cHead, c.l.now` for the first request too, and sweepClient then
+// measures cHead from there. A client that waits almost header_timeout before its first
+// byte gets almost twice header_timeout for its head (a slowloris holds a connection
+// twice as long). fasthttp's path counts the first head from the accept (clientConn.keep,
+// first). The first request's head should count from the accept.
+func TestReviewLoopHeaderTimeoutFromAccept(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		m1 := startFastMember(t, loopEchoMember("n1"))
+		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("n1", m1)))
+		cfg.Server.HeaderTimeout = time.Second
+		_, addr := startGateway(t, cfg, zerolog.Nop())
+		c := dialRaw(t, addr)
+		start := time.Now()
+		c.conn.SetDeadline(start.Add(scaled(5 * time.Second)))
+		time.Sleep(900 * time.Millisecond) // the client's pace: its first byte comes late
+		io.WriteString(c.conn, "GET /x HTTP/1.1\r\n")
+		io.Copy(io.Discard, c.conn) // until the gateway answers 408 and closes
+		if d := time.Since(start); d > 1500*time.Millisecond {
+			t.Errorf("a head begun 900ms after the accept was cut %v after it, want about header_timeout (1s)", d)
+		}
+	})
+}
