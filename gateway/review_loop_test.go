@@ -300,3 +300,37 @@ func TestReviewLoopHeaderTimeoutFromAccept(t *testing.T) {
 		}
 	})
 }
+
+// 9. server.write_timeout ("bounds writing one whole response") does not bound an
+// answer the member sends slowly: sweepClient checks it only while the client has not
+// taken what was sent (`c.pending() && over(now, c.wsince, w.write.d)`), so an answer
+// that trickles from the member (each piece within client.read_timeout) is relayed
+// for as long as the member goes on. fasthttp's path cuts it at write_timeout from the
+// answer's first write (clientConn.Write). Here write_timeout is 1s and the member
+// sends a piece every 100ms for 3s: the answer should end (cut) at about 1s.
+func TestReviewLoopWriteTimeoutSlowMember(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		member := startHTTPMember(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for i := 0; i < 30; i++ {
+				io.WriteString(w, "piece;")
+				w.(http.Flusher).Flush()
+				time.Sleep(100 * time.Millisecond) // the member's pace
+			}
+		}))
+		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("n1", member)))
+		cfg.Server.WriteTimeout = time.Second
+		_, addr := startGateway(t, cfg, zerolog.Nop())
+		c := dialRaw(t, addr)
+		c.conn.SetDeadline(time.Now().Add(scaled(10 * time.Second)))
+		start := time.Now()
+		io.WriteString(c.conn, "GET /stream HTTP/1.1\r\nHost: app\r\n\r\n")
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("a 3s answer with write_timeout 1s ran %v, want it cut at about 1s", d)
+		}
+	})
+}
