@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,6 +332,50 @@ func TestReviewLoopWriteTimeoutSlowMember(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("a 3s answer with write_timeout 1s ran %v, want it cut at about 1s", d)
+		}
+	})
+}
+
+// blackholeAddr is a loopback address that takes no connection: a listening socket
+// with a backlog of 0 that never accepts, its one queue place taken, so that a
+// connect to it hangs (SYNs dropped) rather than being refused.
+func blackholeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := tcpAddrOf(sa).String()
+	for range 4 { // fill the queue; later connects hang
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return addr
+}
+
+// 10. A member whose connect does not complete within client.dial_timeout gets 502 on
+// the loop and 504 on fasthttp's path. sweep fails an mConnecting connection with
+// fasthttp.ErrDialTimeout (`case mConnecting: ... x.fail(fasthttp.ErrDialTimeout)`),
+// which kindOf maps to kindConnect (502), while fasthttp's path's memberDialer
+// reports a net timeout (504). The two paths should answer alike. (kindOf's
+// comment means a dial timeout to be a connect failure, so the fix may as well be on
+// fasthttp's path; the test takes fasthttp's path's answer, 504, as the reference.)
+func TestReviewLoopDialTimeoutStatus(t *testing.T) {
+	onEachDataplane(t, func(t *testing.T, dp string) {
+		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("n1", blackholeAddr(t))))
+		cfg.Client.DialTimeout = 500 * time.Millisecond
+		_, addr := startGateway(t, cfg, zerolog.Nop())
+		if resp, _ := rawRoundTrip(t, addr, "GET /x HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != http.StatusGatewayTimeout {
+			t.Errorf("a member whose connect times out: %d, want 504 as fasthttp's path answers", resp.StatusCode)
 		}
 	})
 }
