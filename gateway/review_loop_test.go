@@ -162,7 +162,7 @@ func shutdownAsync(t *testing.T, s *Server, addr string) <-chan error {
 	return done
 }
 
-// 5. A request whose head is still coming in when Shutdown begins, and that the loop
+// 4. A request whose head is still coming in when Shutdown begins, and that the loop
 // then hands over (here HTTP/1.0), gets no answer: handoff delivers the connection to
 // fasthttp's server, whose listener Shutdown has closed, and deliver's failure closes
 // it (loop_linux.go, handoff: `if !c.ll.h1.deliver(cc) { cc.Close() }`). A request the
@@ -194,7 +194,7 @@ func TestReviewLoopHandoffDuringShutdown(t *testing.T) {
 	})
 }
 
-// 6. A second Shutdown (a second signal, or startGateway's cleanup after a test's own
+// 5. A second Shutdown (a second signal, or startGateway's cleanup after a test's own
 // Shutdown) waits out its whole timeout on the epoll path: stopAccepting posts stop to
 // every loop and waits for each to acknowledge, but the loops have ended and no longer
 // read their mail (post to an ended loop is never run), so it returns only when the
@@ -218,7 +218,7 @@ func TestReviewLoopSecondShutdown(t *testing.T) {
 	})
 }
 
-// 7. client.max_conns is split evenly between the loops and rounded up to one per
+// 6. client.max_conns is split evenly between the loops and rounded up to one per
 // loop (memberConn: `max(1, limit/len(l.all.ls))`), so a member gets up to one
 // connection per loop however low the limit: with client.max_conns 1 and GOMAXPROCS
 // loops, requests on different loops reach the member at once. (And a limit that does
@@ -277,7 +277,7 @@ func TestReviewLoopMemberMaxConns(t *testing.T) {
 	})
 }
 
-// 8. On a new connection, server.header_timeout counts from the first byte of the
+// 7. On a new connection, server.header_timeout counts from the first byte of the
 // head on the loop, not from the accept: parse moves cIdle to cHead with
 // `c.st, c.since = cHead, c.l.now` for the first request too, and sweepClient then
 // measures cHead from there. A client that waits almost header_timeout before its first
@@ -302,7 +302,7 @@ func TestReviewLoopHeaderTimeoutFromAccept(t *testing.T) {
 	})
 }
 
-// 9. server.write_timeout ("bounds writing one whole response") does not bound an
+// 8. server.write_timeout ("bounds writing one whole response") does not bound an
 // answer the member sends slowly: sweepClient checks it only while the client has not
 // taken what was sent (`c.pending() && over(now, c.wsince, w.write.d)`), so an answer
 // that trickles from the member (each piece within client.read_timeout) is relayed
@@ -362,7 +362,7 @@ func blackholeAddr(t *testing.T) string {
 	return addr
 }
 
-// 10. A member whose connect does not complete within client.dial_timeout gets 502 on
+// 9. A member whose connect does not complete within client.dial_timeout gets 502 on
 // the loop and 504 on fasthttp's path. sweep fails an mConnecting connection with
 // fasthttp.ErrDialTimeout (`case mConnecting: ... x.fail(fasthttp.ErrDialTimeout)`),
 // which kindOf maps to kindConnect (502), while fasthttp's path's memberDialer
