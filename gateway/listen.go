@@ -132,11 +132,12 @@ func (s *Server) serveListener(ln net.Listener, errc chan<- error) int {
 		src = s.proxyListener(src, bl.info)
 	}
 	if bl.info.epoll {
-		// The loops accept; the connections they hand over come to fasthttp's server.
+		// The loops accept; the connections they hand over are served by fasthttp's
+		// server (ServeConn). h1 only ends with it, for Serve's count.
 		h1 := newChanListener(src.Addr())
 		lp, err := s.startLoops()
 		if err == nil {
-			err = lp.addListener(src, bl.info, h1)
+			err = lp.addListener(src, bl.info)
 		}
 		if err != nil {
 			go func() { errc <- err }()

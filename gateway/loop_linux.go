@@ -104,7 +104,6 @@ type loopListener struct {
 	fd   int
 	gen  uint32
 	info *listenerInfo
-	h1   *chanListener // handed-over connections go to fasthttp's server through it
 }
 
 func (ll *loopListener) generation() uint32 { return ll.gen }
@@ -212,8 +211,8 @@ func (l *evloop) closeFDs() {
 }
 
 // addListener makes every loop accept on ln (a listening TCP socket of an epoll
-// listener); accepted connections it hands over go to h1.
-func (lp *loops) addListener(ln net.Listener, info *listenerInfo, h1 *chanListener) error {
+// listener).
+func (lp *loops) addListener(ln net.Listener, info *listenerInfo) error {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	if lp.closed {
@@ -234,14 +233,21 @@ func (lp *loops) addListener(ln net.Listener, info *listenerInfo, h1 *chanListen
 	errc := make(chan error, len(lp.ls))
 	for _, l := range lp.ls {
 		l.post(func() {
-			ll := &loopListener{l: l, fd: fd, info: info, h1: h1}
+			ll := &loopListener{l: l, fd: fd, info: info}
 			errc <- l.register(fd, ll, &ll.gen, syscall.EPOLLIN|epollExclusive)
 			l.lns = append(l.lns, ll)
 		})
 	}
-	for range lp.ls {
-		if e := <-errc; e != nil && err == nil {
-			err = e
+	for _, l := range lp.ls {
+		select {
+		case e := <-errc:
+			if e != nil && err == nil {
+				err = e
+			}
+		case <-l.stopped:
+			if err == nil {
+				err = net.ErrClosed
+			}
 		}
 	}
 	return err
@@ -604,7 +610,10 @@ func (c *cconn) parse() bool {
 		if len(c.in) == c.r {
 			return false
 		}
-		c.st, c.since = cHead, c.l.now
+		c.st = cHead
+		if c.served > 0 {
+			c.since = c.l.now // a new connection's first head counts from the accept
+		}
 		fallthrough
 	case cHead:
 		if c.cc.inHead && c.scanned < len(c.in) {
@@ -624,6 +633,10 @@ func (c *cconn) parse() bool {
 			return false
 		}
 		hl := i + len(crlfcrlf)
+		if hl > c.l.s.snap.Load().cfg.Server.MaxHeaderBytes {
+			c.handoff(handoffHead) // fasthttp's read buffer is max_header_bytes: 431 there
+			return false
+		}
 		req := &c.ctx.Request
 		req.Reset()
 		c.l.rd.Reset(data[:hl])
@@ -690,6 +703,8 @@ func (c *cconn) serve() {
 	c.ctx.Response.Reset()
 	c.f = flight{}
 	c.sent, c.relayDone, c.staleRetry = 0, false, false
+	// Noted before begin: prepareRequest drops the client's Connection header.
+	c.closeAfter = c.closeAfter || c.ctx.Request.Header.ConnectionClose()
 	c.st = cMember
 	s.stats.loopRequests.Add(1)
 	if !s.begin(c.ctx, &c.f) {
@@ -896,11 +911,10 @@ func (c *cconn) handoff(why int) {
 	cc.info, cc.perIP, cc.s = c.cc.info, c.cc.perIP, l.s // the count goes with it
 	cc.keep(l.s.waits)
 	c.cc.s = nil
-	go func() {
-		if !c.ll.h1.deliver(cc) {
-			cc.Close() //nolint:errcheck // shutting down
-		}
-	}()
+	// Served directly, not through the listener: during a shutdown (the listener
+	// closed) the request under way is still answered, with Connection: close.
+	go l.s.srv.ServeConn(cc) //nolint:errcheck // fasthttp's path logs its own
+
 }
 
 // prefixConn is a handed-over connection: the bytes the loop read come first.
@@ -942,6 +956,7 @@ type mconn struct {
 	fd   int
 	gen  uint32
 	st   *router.MemberState
+	cs   *connSet // the member's, for the count of loop connections
 	addr netip.AddrPort
 
 	in       []byte
@@ -988,8 +1003,8 @@ func (l *evloop) memberConn(m *router.Member, snap *snapshot) (*mconn, error) {
 		mc.reused = true
 		return mc, nil
 	}
-	if limit := snap.cfg.Client.MaxConns; limit > 0 && int(l.open[num]) >= max(1, limit/len(l.all.ls)) {
-		return nil, nil
+	if limit := snap.cfg.Client.MaxConns; limit > 0 && int(l.s.connSet(m.State).loopOpen.Load()) >= limit {
+		return nil, nil // all loops together hold client.max_conns: wait for one
 	}
 	return l.dial(m.State, addr)
 }
@@ -1024,6 +1039,8 @@ func (l *evloop) dial(st *router.MemberState, addr netip.AddrPort) (*mconn, erro
 		return nil, dialError(addr, err)
 	}
 	l.open[st.Num()]++
+	mc.cs = l.s.connSet(st)
+	mc.cs.loopOpen.Add(1)
 	return mc, nil
 }
 
@@ -1358,6 +1375,7 @@ func (m *mconn) close() {
 	m.state = mClosed
 	num := m.st.Num()
 	l.open[num]--
+	m.cs.loopOpen.Add(-1)
 	// A request waiting for a connection can open one now.
 	if w := l.waiting[num]; len(w) > 0 {
 		next := w[0]
@@ -1401,7 +1419,7 @@ func (l *evloop) sweep() {
 			switch x.state {
 			case mConnecting:
 				if over(now, x.since, cfg.Client.DialTimeout) {
-					x.fail(fasthttp.ErrDialTimeout)
+					x.fail(dialError(x.addr, os.ErrDeadlineExceeded)) // a timeout (504), as fasthttp's path's dialer reports it
 				}
 			case mSend:
 				if over(now, x.since, cfg.Client.WriteTimeout) {
@@ -1427,13 +1445,25 @@ func (l *evloop) sweep() {
 			}
 		}
 	}
-	for num, q := range l.waiting {
-		for len(q) > 0 && over(now, q[0].since, cfg.Client.DialTimeout) {
-			c := q[0]
-			q = q[1:]
-			l.waiting[num] = q
-			c.attemptFailed(fasthttp.ErrNoFreeConns)
-			q = l.waiting[num]
+	for num := range l.waiting {
+		for len(l.waiting[num]) > 0 {
+			c := l.waiting[num][0]
+			if over(now, c.since, cfg.Client.DialTimeout) {
+				l.waiting[num] = l.waiting[num][1:]
+				c.attemptFailed(fasthttp.ErrNoFreeConns)
+				continue
+			}
+			// A connection another loop held may have closed since.
+			mc, err := l.memberConn(c.f.m, c.f.snap)
+			if mc == nil && err == nil {
+				break
+			}
+			l.waiting[num] = l.waiting[num][1:]
+			if err != nil {
+				c.attemptFailed(err)
+				continue
+			}
+			c.sendTo(mc)
 		}
 	}
 }
@@ -1457,8 +1487,14 @@ func (l *evloop) sweepClient(c *cconn, now int64, w *clientWaits) {
 			c.timeout()
 		}
 	case cRelay, cLocal:
-		if c.pending() && over(now, c.wsince, w.write.d) {
-			c.close()
+		// write_timeout bounds writing the whole answer, from its first write, as on
+		// fasthttp's path, also one that trickles from the member.
+		if over(now, c.wsince, w.write.d) {
+			if m := c.m; m != nil && c.st == cRelay {
+				m.truncate()
+			} else {
+				c.close()
+			}
 		}
 	}
 }
@@ -1542,18 +1578,20 @@ func (l *evloop) memberOut(st *router.MemberState) {
 // waits until they have (or done): the listening sockets can close then.
 func (lp *loops) stopAccepting(done <-chan struct{}) {
 	lp.mu.Lock()
+	again := lp.closed
 	lp.closed = true
 	lp.mu.Unlock()
-	if len(lp.ls) == 0 {
+	if again || len(lp.ls) == 0 {
 		return
 	}
 	acks := make(chan struct{}, len(lp.ls))
 	for _, l := range lp.ls {
 		l.post(func() { l.stop(); acks <- struct{}{} })
 	}
-	for range lp.ls {
+	for _, l := range lp.ls {
 		select {
 		case <-acks:
+		case <-l.stopped: // ended already: it reads no mail
 		case <-done:
 			return
 		}

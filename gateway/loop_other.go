@@ -17,7 +17,7 @@ var errNoLoops = errors.New("gateway: dataplane epoll needs Linux")
 
 func (s *Server) startLoops() (*loops, error) { return nil, errNoLoops }
 
-func (lp *loops) addListener(net.Listener, *listenerInfo, *chanListener) error { return errNoLoops }
+func (lp *loops) addListener(net.Listener, *listenerInfo) error { return errNoLoops }
 
 func (lp *loops) open() int64 { return 0 }
 

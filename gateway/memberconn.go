@@ -142,6 +142,9 @@ func (t *ticker) Stop() { t.once.Do(func() { close(t.stop) }) }
 type connSet struct {
 	mu    sync.Mutex
 	conns map[*memberConn]struct{}
+	// loopOpen counts the member's connections of the event loops, all loops together
+	// (client.max_conns).
+	loopOpen atomic.Int32
 }
 
 func (s *connSet) add(c *memberConn) {
