@@ -1419,7 +1419,7 @@ func (l *evloop) sweep() {
 			switch x.state {
 			case mConnecting:
 				if over(now, x.since, cfg.Client.DialTimeout) {
-					x.fail(dialError(x.addr, os.ErrDeadlineExceeded)) // a timeout (504), as fasthttp's path's dialer reports it
+					x.fail(fasthttp.ErrDialTimeout) // a connect failure (kindOf): retried, 502
 				}
 			case mSend:
 				if over(now, x.since, cfg.Client.WriteTimeout) {

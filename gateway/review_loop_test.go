@@ -374,8 +374,12 @@ func TestReviewLoopDialTimeoutStatus(t *testing.T) {
 		cfg := reviewConfig(dp, gwGroup("g", "/", gwMember("n1", blackholeAddr(t))))
 		cfg.Client.DialTimeout = 500 * time.Millisecond
 		_, addr := startGateway(t, cfg, zerolog.Nop())
-		if resp, _ := rawRoundTrip(t, addr, "GET /x HTTP/1.1\r\nHost: app\r\n\r\n"); resp.StatusCode != http.StatusGatewayTimeout {
-			t.Errorf("a member whose connect times out: %d, want 504 as fasthttp's path answers", resp.StatusCode)
+		// A connect past dial_timeout is a connect failure (kindOf: fasthttp.ErrDialTimeout),
+		// 502. fasthttp's path answers 504 when its dialer reports the deadline as a net
+		// timeout instead, which depends on timing (seen under -race): it may answer either.
+		resp, _ := rawRoundTrip(t, addr, "GET /x HTTP/1.1\r\nHost: app\r\n\r\n")
+		if want := http.StatusBadGateway; resp.StatusCode != want && !(dp == config.DataplaneFasthttp && resp.StatusCode == http.StatusGatewayTimeout) {
+			t.Errorf("a member whose connect times out: %d, want %d", resp.StatusCode, want)
 		}
 	})
 }
