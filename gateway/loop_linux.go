@@ -1003,13 +1003,40 @@ func (l *evloop) memberConn(m *router.Member, snap *snapshot) (*mconn, error) {
 		mc.reused = true
 		return mc, nil
 	}
-	if limit := snap.cfg.Client.MaxConns; limit > 0 && int(l.s.connSet(m.State).loopOpen.Load()) >= limit {
-		return nil, nil // all loops together hold client.max_conns: wait for one
+	cs := l.s.connSet(m.State)
+	if limit := snap.cfg.Client.MaxConns; limit > 0 {
+		// Taken before the dial, so that two loops cannot both take the last one.
+		if int(cs.loopOpen.Add(1)) > limit {
+			cs.loopOpen.Add(-1)
+			return nil, nil // all loops together hold client.max_conns: wait for one
+		}
+		mc, err := l.dialCounted(m.State, addr, cs)
+		if err != nil {
+			cs.loopOpen.Add(-1)
+		}
+		return mc, err
 	}
-	return l.dial(m.State, addr)
+	cs.loopOpen.Add(1)
+	mc, err := l.dialCounted(m.State, addr, cs)
+	if err != nil {
+		cs.loopOpen.Add(-1)
+	}
+	return mc, err
 }
 
+// dial opens a new connection to the member with state st, counted in its loopOpen.
 func (l *evloop) dial(st *router.MemberState, addr netip.AddrPort) (*mconn, error) {
+	cs := l.s.connSet(st)
+	cs.loopOpen.Add(1)
+	mc, err := l.dialCounted(st, addr, cs)
+	if err != nil {
+		cs.loopOpen.Add(-1)
+	}
+	return mc, err
+}
+
+// dialCounted opens a connection whose place in cs.loopOpen the caller has taken.
+func (l *evloop) dialCounted(st *router.MemberState, addr netip.AddrPort, cs *connSet) (*mconn, error) {
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET
 	if addr.Addr().Is4() {
@@ -1039,8 +1066,7 @@ func (l *evloop) dial(st *router.MemberState, addr netip.AddrPort) (*mconn, erro
 		return nil, dialError(addr, err)
 	}
 	l.open[st.Num()]++
-	mc.cs = l.s.connSet(st)
-	mc.cs.loopOpen.Add(1)
+	mc.cs = cs
 	return mc, nil
 }
 
