@@ -143,6 +143,11 @@ func (s *Server) serveListener(ln net.Listener, errc chan<- error) int {
 			go func() { errc <- err }()
 			return 1
 		}
+		// Shutdown closes it with the sockets, so that Serve returns even when the
+		// stop came before fasthttp had registered it.
+		s.mu.Lock()
+		s.listeners = append(s.listeners, h1)
+		s.mu.Unlock()
 		go func() { errc <- s.srv.Serve(h1) }()
 		return 1
 	}
