@@ -73,7 +73,6 @@ type evloop struct {
 	lns    []*loopListener
 
 	pools   [][]*mconn // idle member connections, by MemberState.Num
-	open    []int32    // member connections open, by Num
 	waiting [][]*cconn // requests waiting for a member connection (client.max_conns), by Num
 
 	rd   bytes.Reader
@@ -987,7 +986,6 @@ func (l *evloop) memberConn(m *router.Member, snap *snapshot) (*mconn, error) {
 	num := int(m.State.Num())
 	for num >= len(l.pools) {
 		l.pools = append(l.pools, nil)
-		l.open = append(l.open, 0)
 		l.waiting = append(l.waiting, nil)
 	}
 	addr := snap.loopAddrs[m.Index]
@@ -1004,19 +1002,13 @@ func (l *evloop) memberConn(m *router.Member, snap *snapshot) (*mconn, error) {
 		return mc, nil
 	}
 	cs := l.s.connSet(m.State)
-	if limit := snap.cfg.Client.MaxConns; limit > 0 {
-		// Taken before the dial, so that two loops cannot both take the last one.
-		if int(cs.loopOpen.Add(1)) > limit {
-			cs.loopOpen.Add(-1)
-			return nil, nil // all loops together hold client.max_conns: wait for one
-		}
-		mc, err := l.dialCounted(m.State, addr, cs)
-		if err != nil {
-			cs.loopOpen.Add(-1)
-		}
-		return mc, err
+	// The place is taken before the dial, so that two loops cannot both take the last one.
+	if limit := snap.cfg.Client.MaxConns; limit > 0 && int(cs.loopOpen.Add(1)) > limit {
+		cs.loopOpen.Add(-1)
+		return nil, nil // all loops together hold client.max_conns: wait for one
+	} else if limit <= 0 {
+		cs.loopOpen.Add(1)
 	}
-	cs.loopOpen.Add(1)
 	mc, err := l.dialCounted(m.State, addr, cs)
 	if err != nil {
 		cs.loopOpen.Add(-1)
@@ -1065,7 +1057,6 @@ func (l *evloop) dialCounted(st *router.MemberState, addr netip.AddrPort, cs *co
 		syscall.Close(fd)
 		return nil, dialError(addr, err)
 	}
-	l.open[st.Num()]++
 	mc.cs = cs
 	return mc, nil
 }
@@ -1400,7 +1391,6 @@ func (m *mconn) close() {
 	m.fd = -1
 	m.state = mClosed
 	num := m.st.Num()
-	l.open[num]--
 	m.cs.loopOpen.Add(-1)
 	// A request waiting for a connection can open one now.
 	if w := l.waiting[num]; len(w) > 0 {
