@@ -48,8 +48,8 @@ func TestAllocsPack(t *testing.T) {
 
 // newGuardCache is the Cache that New builds (same TTL and refresh arithmetic) over a
 // ristretto cache whose read buffer holds more Gets than a guard makes. ristretto's Get
-// allocates when a full read buffer goes to its policy, about once per 400 Gets with
-// New's BufferItems of 64, so a guard of New's Cache would measure ristretto too
+// allocates when a full read buffer goes to its policy, once per full batch of New's
+// BufferItems, so a guard of New's Cache would measure ristretto too
 // (STYLE.md). With a buffer of 2^17 keys that never happens during a guard: Lookup's
 // own code (decode, TTL check, refresh decision) is measured exactly, with no
 // tolerance, and none of ristretto's allocating internals runs.
