@@ -414,19 +414,25 @@ func tcpAddrOf(sa syscall.Sockaddr) *net.TCPAddr {
 
 // rawWrite writes p once, best effort (refusals).
 func rawWrite(fd int, p []byte) {
-	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafePointer(p)), uintptr(len(p))) //nolint:errcheck // best effort
+	sysSend(fd, p) //nolint:errcheck // best effort
 }
 
-func sysRead(fd int, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafePointer(p)), uintptr(len(p)))
+// sysRecv and sysSend are recvfrom(2) and sendto(2) without an address: on a
+// connected socket they are read(2) and write(2) without the file layer around them
+// (fdget_pos, rw_verify_area, the security hook, sock_read_iter): 0.3-0.5 µs a request
+// less on the pinned bench's profile, where NGINX's recvfrom and writev paid none of it.
+// MSG_NOSIGNAL: a peer that went away is EPIPE, with no SIGPIPE for the runtime to
+// catch and drop.
+func sysRecv(fd int, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafePointer(p)), uintptr(len(p)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
 	return int(n), 0
 }
 
-func sysWrite(fd int, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafePointer(p)), uintptr(len(p)))
+func sysSend(fd int, p []byte) (int, syscall.Errno) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafePointer(p)), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -577,7 +583,7 @@ func (c *cconn) fill() bool {
 			c.in = grown
 		}
 	}
-	n, e := sysRead(c.fd, c.in[len(c.in):cap(c.in)])
+	n, e := sysRecv(c.fd, c.in[len(c.in):cap(c.in)])
 	switch {
 	case e == syscall.EAGAIN:
 		c.readable = false
@@ -812,7 +818,7 @@ func (c *cconn) flush() bool {
 		if !c.writable {
 			return false
 		}
-		n, e := sysWrite(c.fd, c.out[c.outOff:])
+		n, e := sysSend(c.fd, c.out[c.outOff:])
 		switch {
 		case e == syscall.EAGAIN:
 			c.writable = false
@@ -1126,7 +1132,7 @@ func (m *mconn) flush() bool {
 		if !m.writable {
 			return false
 		}
-		n, e := sysWrite(m.fd, m.out[m.outOff:])
+		n, e := sysSend(m.fd, m.out[m.outOff:])
 		switch {
 		case e == syscall.EAGAIN:
 			m.writable = false
@@ -1164,7 +1170,7 @@ func (m *mconn) fill() bool {
 		copy(grown, m.in)
 		m.in = grown
 	}
-	n, e := sysRead(m.fd, m.in[len(m.in):cap(m.in)])
+	n, e := sysRecv(m.fd, m.in[len(m.in):cap(m.in)])
 	switch {
 	case e == syscall.EAGAIN:
 		m.readable = false
