@@ -419,10 +419,10 @@ func rawWrite(fd int, p []byte) {
 
 // sysRecv and sysSend are recvfrom(2) and sendto(2) without an address: on a
 // connected socket they are read(2) and write(2) without the file layer around them
-// (fdget_pos, rw_verify_area, the security hook, sock_read_iter): 0.3-0.5 µs a request
-// less on the pinned bench's profile, where NGINX's recvfrom and writev paid none of it.
-// MSG_NOSIGNAL: a peer that went away is EPIPE, with no SIGPIPE for the runtime to
-// catch and drop.
+// (fdget_pos, rw_verify_area, the security hook, sock_read_iter), which NGINX's
+// recvfrom does not pay either: about 0.25 µs less per send and its receive
+// (BenchmarkLoopbackPair), two of them a request. MSG_NOSIGNAL: a peer that went away
+// is EPIPE, with no SIGPIPE for the runtime to catch and drop.
 func sysRecv(fd int, p []byte) (int, syscall.Errno) {
 	n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafePointer(p)), uintptr(len(p)), 0, 0, 0)
 	if e != 0 {
